@@ -1,1 +1,33 @@
+//! `dps`: an Azure IoT Hub Device Provisioning Service (DPS) device client over
+//! HTTPS, with a C ABI.
+//!
+//! The core (everything but [`ffi`]) is safe Rust with a Rust API:
+//! build a [`ConfigBuilder`], then register with a [`Client`].
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! let mut b = dps::ConfigBuilder::new("0ne00000001")?;
+//! b.registration_id("my-device")?.symmetric_key("Jsm0lyGpjaVYVP2g3FnmnmG9dI/9qU24wNoykUmermc=")?;
+//! let mut client = dps::Client::new(Arc::new(b.build()?));
+//! let reg = client.register()?;
+//! println!("{:?} {:?}", reg.assigned_hub, reg.device_id);
+//! # Ok::<(), dps::Error>(())
+//! ```
 #![deny(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod client;
+pub mod config;
+pub mod credential;
+pub mod error;
+pub mod ffi;
+pub mod protocol;
+pub mod retry;
+pub mod transport;
+
+pub use client::{Client, Event, Step, connection_string};
+pub use config::{Config, ConfigBuilder};
+pub use credential::{Credential, SymmetricKey, X509Credential};
+pub use error::{Error, ErrorKind, Result};
+pub use protocol::wire::{Registration, RegistrationStatus};
+pub use transport::tls::DefaultRoots;

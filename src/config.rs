@@ -1,0 +1,434 @@
+//! Client configuration: a builder with validating setters, and the immutable
+//! [`Config`] it builds (shareable between clients and threads).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rustls::{ClientConfig, RootCertStore};
+use zeroize::Zeroizing;
+
+use crate::credential::{Credential, SymmetricKey, X509Credential};
+use crate::error::{Error, ErrorKind, Result};
+use crate::protocol::{self, ids, sas, wire};
+use crate::retry::Backoff;
+use crate::transport::tls::{self, DefaultRoots};
+use crate::transport::{Proxy, split_host_port};
+
+/// Default overall deadline of one registration.
+pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(300);
+/// Default per-request timeout (connect + TLS + response).
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default SAS token lifetime.
+pub const DEFAULT_SAS_TTL: Duration = Duration::from_secs(3600);
+/// Poll interval when DPS sends no `Retry-After` (the SDKs' common 2 s).
+pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(2);
+/// Largest `Retry-After` honoured as given; longer ones are capped.
+pub const DEFAULT_MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
+
+#[derive(Clone)]
+enum CredentialSpec {
+    X509(X509Credential),
+    Individual(SymmetricKey),
+    /// Group key bytes; the device key is derived at build time, when the
+    /// registration ID is final.
+    Group(Zeroizing<Vec<u8>>),
+}
+
+/// Builds a [`Config`]. Setters validate their input at once; [`ConfigBuilder::build`]
+/// checks the combination and prepares the TLS configuration.
+#[derive(Clone)]
+pub struct ConfigBuilder {
+    id_scope: String,
+    registration_id: Option<String>,
+    host: String,
+    port: u16,
+    api_version: String,
+    credential: Option<CredentialSpec>,
+    payload_json: Option<String>,
+    force_registration: bool,
+    default_roots: DefaultRoots,
+    extra_roots: RootCertStore,
+    proxy: Option<Proxy>,
+    deadline: Duration,
+    request_timeout: Duration,
+    sas_ttl: Duration,
+    poll_interval: Duration,
+    max_retry_after: Duration,
+    backoff: Backoff,
+    user_agent_suffix: Option<String>,
+}
+
+impl std::fmt::Debug for ConfigBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConfigBuilder")
+            .field("id_scope", &self.id_scope)
+            .field("registration_id", &self.registration_id)
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field(
+                "credential",
+                &self.credential.as_ref().map(CredentialSpec::kind),
+            )
+            .finish_non_exhaustive()
+    }
+}
+
+impl CredentialSpec {
+    fn kind(&self) -> &'static str {
+        match self {
+            CredentialSpec::X509(_) => "x509",
+            CredentialSpec::Individual(_) => "symmetric key",
+            CredentialSpec::Group(_) => "group key",
+        }
+    }
+}
+
+impl ConfigBuilder {
+    /// Starts a configuration for the given ID scope.
+    pub fn new(id_scope: &str) -> Result<Self> {
+        ids::validate_id_scope(id_scope)?;
+        Ok(ConfigBuilder {
+            id_scope: id_scope.to_owned(),
+            registration_id: None,
+            host: protocol::DEFAULT_HOST.to_owned(),
+            port: 443,
+            api_version: protocol::DEFAULT_API_VERSION.to_owned(),
+            credential: None,
+            payload_json: None,
+            force_registration: false,
+            default_roots: DefaultRoots::Azure,
+            extra_roots: RootCertStore::empty(),
+            proxy: None,
+            deadline: DEFAULT_DEADLINE,
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            sas_ttl: DEFAULT_SAS_TTL,
+            poll_interval: DEFAULT_POLL_INTERVAL,
+            max_retry_after: DEFAULT_MAX_RETRY_AFTER,
+            backoff: Backoff::default(),
+            user_agent_suffix: None,
+        })
+    }
+
+    /// Sets the registration ID. Optional with X.509: it defaults to the leaf
+    /// certificate's subject CN.
+    pub fn registration_id(&mut self, id: &str) -> Result<&mut Self> {
+        ids::validate_registration_id(id)?;
+        self.registration_id = Some(id.to_owned());
+        Ok(self)
+    }
+
+    /// Uses an X.509 certificate chain and key (mutual TLS).
+    pub fn x509(&mut self, credential: X509Credential) -> &mut Self {
+        self.credential = Some(CredentialSpec::X509(credential));
+        self
+    }
+
+    /// Uses an individual enrollment's symmetric key (base64).
+    pub fn symmetric_key(&mut self, base64_key: &str) -> Result<&mut Self> {
+        self.credential = Some(CredentialSpec::Individual(SymmetricKey::individual(
+            base64_key,
+        )?));
+        Ok(self)
+    }
+
+    /// Uses an enrollment group key (base64); the device key is derived from it
+    /// and the registration ID.
+    pub fn group_key(&mut self, base64_group_key: &str) -> Result<&mut Self> {
+        self.credential = Some(CredentialSpec::Group(sas::decode_key(base64_group_key)?));
+        Ok(self)
+    }
+
+    /// Sends a custom allocation payload; it must be a JSON object.
+    pub fn payload_json(&mut self, json: &str) -> Result<&mut Self> {
+        self.payload_json = Some(wire::normalize_payload(json)?);
+        Ok(self)
+    }
+
+    /// Sets the DPS endpoint: `host` or `host:port`.
+    pub fn endpoint(&mut self, host_port: &str) -> Result<&mut Self> {
+        let (host, port) = split_host_port(host_port, 443).ok_or_else(|| {
+            Error::new(
+                ErrorKind::InvalidEndpoint,
+                format!("endpoint {host_port:?} is not host or host:port"),
+            )
+        })?;
+        self.host = host;
+        self.port = port;
+        Ok(self)
+    }
+
+    /// Overrides the `api-version` (default 2021-06-01).
+    pub fn api_version(&mut self, v: &str) -> Result<&mut Self> {
+        if v.is_empty()
+            || v.len() > 32
+            || !v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        {
+            return Err(Error::new(
+                ErrorKind::InvalidArgument,
+                format!("api-version {v:?} is malformed"),
+            ));
+        }
+        self.api_version = v.to_owned();
+        Ok(self)
+    }
+
+    /// Adds `forceRegistration=true` to the register request.
+    pub fn force_registration(&mut self, yes: bool) -> &mut Self {
+        self.force_registration = yes;
+        self
+    }
+
+    /// Adds trusted root certificates (PEM, one or more). Returns how many.
+    pub fn add_trusted_roots_pem(&mut self, pem: &[u8]) -> Result<usize> {
+        tls::add_pem_roots(&mut self.extra_roots, pem)
+    }
+
+    /// Chooses the built-in roots (default: the Azure subset of Mozilla's bundle).
+    pub fn default_roots(&mut self, roots: DefaultRoots) -> &mut Self {
+        self.default_roots = roots;
+        self
+    }
+
+    /// Uses an HTTP CONNECT proxy: `http://[user:pass@]host[:port]`.
+    pub fn proxy(&mut self, url: &str) -> Result<&mut Self> {
+        self.proxy = Some(Proxy::parse(url)?);
+        Ok(self)
+    }
+
+    /// Reads the proxy from `HTTPS_PROXY`/`https_proxy` unless `NO_PROXY` lists
+    /// the endpoint host. Returns whether a proxy was set.
+    pub fn proxy_from_env(&mut self) -> Result<bool> {
+        let get = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+        let Some(url) = get("HTTPS_PROXY").or_else(|| get("https_proxy")) else {
+            return Ok(false);
+        };
+        let no_proxy = get("NO_PROXY")
+            .or_else(|| get("no_proxy"))
+            .unwrap_or_default();
+        let host = self.host.to_ascii_lowercase();
+        let excluded = no_proxy
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .any(|p| {
+                let p = p.trim_start_matches('.').to_ascii_lowercase();
+                p == "*" || host == p || host.ends_with(&format!(".{p}"))
+            });
+        if excluded {
+            return Ok(false);
+        }
+        self.proxy(&url)?;
+        Ok(true)
+    }
+
+    /// Overall deadline of one registration (default 5 min).
+    pub fn deadline(&mut self, d: Duration) -> Result<&mut Self> {
+        self.deadline = nonzero(d, "deadline")?;
+        Ok(self)
+    }
+
+    /// Per-request timeout: connect, TLS and response (default 30 s).
+    pub fn request_timeout(&mut self, d: Duration) -> Result<&mut Self> {
+        self.request_timeout = nonzero(d, "request timeout")?;
+        Ok(self)
+    }
+
+    /// SAS token lifetime (default 1 h).
+    pub fn sas_ttl(&mut self, d: Duration) -> Result<&mut Self> {
+        self.sas_ttl = nonzero(d, "SAS lifetime")?;
+        Ok(self)
+    }
+
+    /// Poll interval when DPS sends no `Retry-After` (default 2 s).
+    pub fn poll_interval(&mut self, d: Duration) -> &mut Self {
+        self.poll_interval = d;
+        self
+    }
+
+    /// Backoff bounds for retries without `Retry-After` (default 1 s to 60 s).
+    pub fn backoff(&mut self, min: Duration, max: Duration) -> Result<&mut Self> {
+        if min > max {
+            return Err(Error::new(
+                ErrorKind::InvalidArgument,
+                "backoff minimum exceeds its maximum",
+            ));
+        }
+        self.backoff = Backoff { min, max };
+        Ok(self)
+    }
+
+    /// Caps the `Retry-After` honoured (default 300 s).
+    pub fn max_retry_after(&mut self, d: Duration) -> &mut Self {
+        self.max_retry_after = d;
+        self
+    }
+
+    /// Appends text to the User-Agent (for example the firmware version).
+    pub fn user_agent_suffix(&mut self, s: &str) -> Result<&mut Self> {
+        if s.len() > 128 || s.bytes().any(|b| b.is_ascii_control()) {
+            return Err(Error::new(
+                ErrorKind::InvalidArgument,
+                "user agent suffix is too long or has control characters",
+            ));
+        }
+        self.user_agent_suffix = Some(s.to_owned()).filter(|s| !s.is_empty());
+        Ok(self)
+    }
+
+    /// Validates the whole configuration and prepares the TLS configuration.
+    pub fn build(&self) -> Result<Config> {
+        let spec = self.credential.clone().ok_or_else(|| {
+            Error::new(
+                ErrorKind::NoCredential,
+                "no credential: set an X.509 identity or a symmetric key",
+            )
+        })?;
+        let registration_id = match (&self.registration_id, &spec) {
+            (Some(id), CredentialSpec::X509(x)) => {
+                if let Some(cn) = x.leaf_common_name() {
+                    if !cn.eq_ignore_ascii_case(id) {
+                        return Err(Error::new(
+                            ErrorKind::InvalidCertificate,
+                            format!(
+                                "the certificate's subject CN {cn:?} differs from the registration ID {id:?}; DPS requires them equal"
+                            ),
+                        ));
+                    }
+                }
+                id.clone()
+            }
+            (Some(id), _) => id.clone(),
+            (None, CredentialSpec::X509(x)) => {
+                let cn = x.leaf_common_name().ok_or_else(|| {
+                    Error::new(
+                        ErrorKind::InvalidRegistrationId,
+                        "no registration ID set and the certificate has no subject CN",
+                    )
+                })?;
+                ids::validate_registration_id(&cn)?;
+                cn
+            }
+            (None, _) => {
+                return Err(Error::new(
+                    ErrorKind::InvalidRegistrationId,
+                    "no registration ID set",
+                ));
+            }
+        };
+        let (credential, client_cert) = match spec {
+            CredentialSpec::X509(x) => {
+                let ck = x.certified_key();
+                (Credential::X509(x), Some(ck))
+            }
+            CredentialSpec::Individual(k) => (Credential::SymmetricKey(k), None),
+            CredentialSpec::Group(g) => {
+                let derived = sas::derive_device_key(&g, &registration_id);
+                (
+                    Credential::SymmetricKey(SymmetricKey::from_derived(&derived)?),
+                    None,
+                )
+            }
+        };
+        let roots = tls::root_store(self.default_roots, &self.extra_roots);
+        if roots.is_empty() {
+            return Err(Error::new(
+                ErrorKind::InvalidTrustAnchor,
+                "no trusted roots: add one or keep the built-in ones",
+            ));
+        }
+        let tls = tls::client_config(roots, client_cert)?;
+        let mut user_agent = format!(
+            "dps-rs/{} ({}; {})",
+            env!("CARGO_PKG_VERSION"),
+            std::env::consts::OS,
+            std::env::consts::ARCH
+        );
+        if let Some(s) = &self.user_agent_suffix {
+            user_agent.push(' ');
+            user_agent.push_str(s);
+        }
+        Ok(Config {
+            id_scope: self.id_scope.clone(),
+            registration_id,
+            host: self.host.clone(),
+            port: self.port,
+            api_version: self.api_version.clone(),
+            credential,
+            payload_json: self.payload_json.clone(),
+            force_registration: self.force_registration,
+            tls,
+            proxy: self.proxy.clone(),
+            deadline: self.deadline,
+            request_timeout: self.request_timeout,
+            sas_ttl: self.sas_ttl,
+            poll_interval: self.poll_interval,
+            max_retry_after: self.max_retry_after,
+            backoff: self.backoff,
+            user_agent,
+        })
+    }
+}
+
+fn nonzero(d: Duration, what: &str) -> Result<Duration> {
+    if d.is_zero() {
+        return Err(Error::new(
+            ErrorKind::InvalidArgument,
+            format!("the {what} must be greater than zero"),
+        ));
+    }
+    Ok(d)
+}
+
+/// A validated, immutable configuration. Cheap to share: wrap it in an `Arc`
+/// and create any number of clients from it.
+pub struct Config {
+    pub(crate) id_scope: String,
+    pub(crate) registration_id: String,
+    pub(crate) host: String,
+    pub(crate) port: u16,
+    pub(crate) api_version: String,
+    pub(crate) credential: Credential,
+    pub(crate) payload_json: Option<String>,
+    pub(crate) force_registration: bool,
+    pub(crate) tls: Arc<ClientConfig>,
+    pub(crate) proxy: Option<Proxy>,
+    pub(crate) deadline: Duration,
+    pub(crate) request_timeout: Duration,
+    pub(crate) sas_ttl: Duration,
+    pub(crate) poll_interval: Duration,
+    pub(crate) max_retry_after: Duration,
+    pub(crate) backoff: Backoff,
+    pub(crate) user_agent: String,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("id_scope", &self.id_scope)
+            .field("registration_id", &self.registration_id)
+            .field("endpoint", &format_args!("{}:{}", self.host, self.port))
+            .field("api_version", &self.api_version)
+            .field("credential", &self.credential)
+            .field("proxy", &self.proxy)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Config {
+    /// The ID scope.
+    pub fn id_scope(&self) -> &str {
+        &self.id_scope
+    }
+    /// The registration ID (given, or the certificate's CN).
+    pub fn registration_id(&self) -> &str {
+        &self.registration_id
+    }
+    /// The credential.
+    pub fn credential(&self) -> &Credential {
+        &self.credential
+    }
+    /// The overall deadline of one registration.
+    pub fn deadline(&self) -> Duration {
+        self.deadline
+    }
+}

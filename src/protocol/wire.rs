@@ -1,0 +1,350 @@
+//! JSON bodies of the device runtime API (PROTOCOL.md sections 2 and 3).
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::error::{Error, ErrorKind, Result};
+
+/// `EnrollmentStatus` (PROTOCOL.md 3.1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RegistrationStatus {
+    /// Initial state; this client treats it like `assigning`.
+    Unassigned,
+    /// The service is still working.
+    Assigning,
+    /// Done: the device has a hub.
+    Assigned,
+    /// Terminal failure; see the error code and message.
+    Failed,
+    /// The enrollment is disabled.
+    Disabled,
+}
+
+impl RegistrationStatus {
+    fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "unassigned" => Self::Unassigned,
+            "assigning" => Self::Assigning,
+            "assigned" => Self::Assigned,
+            "failed" => Self::Failed,
+            "disabled" => Self::Disabled,
+            _ => return None,
+        })
+    }
+
+    /// The wire spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Unassigned => "unassigned",
+            Self::Assigning => "assigning",
+            Self::Assigned => "assigned",
+            Self::Failed => "failed",
+            Self::Disabled => "disabled",
+        }
+    }
+}
+
+/// The outcome of a registration or status lookup: `DeviceRegistrationResult`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Registration {
+    /// Status of the registration (`assigned` for a successful registration).
+    pub status: Option<RegistrationStatus>,
+    /// The registration ID, as echoed by DPS.
+    pub registration_id: Option<String>,
+    /// IoT hub host name the device was assigned to.
+    pub assigned_hub: Option<String>,
+    /// Device ID in that hub.
+    pub device_id: Option<String>,
+    /// `initialAssignment`, `deviceDataMigrated`, `deviceDataReset` or `reprovisionedToInitialAssignment`.
+    pub substatus: Option<String>,
+    /// `createdDateTimeUtc`, as sent.
+    pub created_date_time_utc: Option<String>,
+    /// `lastUpdatedDateTimeUtc`, as sent.
+    pub last_updated_date_time_utc: Option<String>,
+    /// Opaque etag.
+    pub etag: Option<String>,
+    /// Payload returned by a custom allocation policy, as compact JSON object text.
+    pub payload_json: Option<String>,
+    /// DPS `errorCode` for `failed` results.
+    pub error_code: Option<i64>,
+    /// DPS `errorMessage` for `failed` results.
+    pub error_message: Option<String>,
+    /// The enrollment group that matched (from `x509` or `symmetricKey`), if any.
+    pub enrollment_group_id: Option<String>,
+    /// `issuedCertificateChain` (base64 DER, leaf first); only with a CSR on preview API versions.
+    pub issued_certificate_chain: Vec<String>,
+    /// The operation ID this result came from (empty for lookups).
+    pub operation_id: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct WireOperation {
+    operation_id: Option<String>,
+    status: Option<String>,
+    registration_state: Option<WireState>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct WireState {
+    registration_id: Option<String>,
+    created_date_time_utc: Option<String>,
+    assigned_hub: Option<String>,
+    device_id: Option<String>,
+    status: Option<String>,
+    substatus: Option<String>,
+    error_code: Option<i64>,
+    error_message: Option<String>,
+    last_updated_date_time_utc: Option<String>,
+    etag: Option<String>,
+    payload: Option<Value>,
+    x509: Option<WireGroupRef>,
+    symmetric_key: Option<WireGroupRef>,
+    issued_certificate_chain: Option<Vec<String>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct WireGroupRef {
+    enrollment_group_id: Option<String>,
+}
+
+/// `ProvisioningServiceErrorDetails` (PROTOCOL.md 3.6). Every member optional:
+/// error bodies from proxies and load balancers are not always DPS's.
+#[derive(Deserialize, Default, Debug, Clone, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct ErrorBody {
+    /// Six-digit DPS error code.
+    pub error_code: Option<i64>,
+    /// Opaque tracking ID.
+    pub tracking_id: Option<String>,
+    /// Human-readable message.
+    pub message: Option<String>,
+    /// Service time stamp.
+    pub timestamp_utc: Option<String>,
+}
+
+/// An operation response: the operation ID and the registration state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Operation {
+    /// `operationId` (may be empty on terminal answers).
+    pub operation_id: String,
+    /// Outer `status`.
+    pub status: RegistrationStatus,
+    /// `registrationState`, with the outer status and operation ID filled in.
+    pub registration: Registration,
+}
+
+fn malformed(what: impl std::fmt::Display) -> Error {
+    Error::new(
+        ErrorKind::MalformedResponse,
+        format!("malformed DPS response: {what}"),
+    )
+}
+
+fn parse_status(s: &str) -> Result<RegistrationStatus> {
+    RegistrationStatus::parse(s).ok_or_else(|| {
+        malformed(format!(
+            "unknown status {:?}",
+            s.chars().take(32).collect::<String>()
+        ))
+    })
+}
+
+fn convert_state(w: WireState) -> Result<Registration> {
+    let status = w.status.as_deref().map(parse_status).transpose()?;
+    let payload_json = match w.payload {
+        None | Some(Value::Null) => None,
+        Some(v @ Value::Object(_)) => Some(v.to_string()),
+        Some(_) => return Err(malformed("registrationState.payload is not an object")),
+    };
+    let enrollment_group_id = w
+        .x509
+        .and_then(|g| g.enrollment_group_id)
+        .or(w.symmetric_key.and_then(|g| g.enrollment_group_id));
+    Ok(Registration {
+        status,
+        registration_id: w.registration_id,
+        assigned_hub: w.assigned_hub,
+        device_id: w.device_id,
+        substatus: w.substatus,
+        created_date_time_utc: w.created_date_time_utc,
+        last_updated_date_time_utc: w.last_updated_date_time_utc,
+        etag: w.etag,
+        payload_json,
+        error_code: w.error_code,
+        error_message: w.error_message,
+        enrollment_group_id,
+        issued_certificate_chain: w.issued_certificate_chain.unwrap_or_default(),
+        operation_id: None,
+    })
+}
+
+/// Parses a `RegistrationOperationStatus` (PUT register and GET operation).
+pub fn parse_operation(body: &[u8]) -> Result<Operation> {
+    let w: WireOperation = serde_json::from_slice(body).map_err(malformed)?;
+    let status = match w.status.as_deref() {
+        Some(s) => parse_status(s)?,
+        None => return Err(malformed("missing status")),
+    };
+    let mut registration = convert_state(w.registration_state.unwrap_or_default())?;
+    registration.status = Some(status);
+    let operation_id = w.operation_id.unwrap_or_default();
+    if operation_id.is_empty()
+        && matches!(
+            status,
+            RegistrationStatus::Assigning | RegistrationStatus::Unassigned
+        )
+    {
+        return Err(malformed(
+            "missing operationId while the registration is in progress",
+        ));
+    }
+    registration.operation_id = Some(operation_id.clone()).filter(|s| !s.is_empty());
+    Ok(Operation {
+        operation_id,
+        status,
+        registration,
+    })
+}
+
+/// Parses a `DeviceRegistrationResult` (POST status lookup).
+pub fn parse_registration(body: &[u8]) -> Result<Registration> {
+    let w: WireState = serde_json::from_slice(body).map_err(malformed)?;
+    convert_state(w)
+}
+
+/// Parses an error body; anything unparseable gives an empty [`ErrorBody`].
+pub fn parse_error_body(body: &[u8]) -> ErrorBody {
+    serde_json::from_slice(body).unwrap_or_default()
+}
+
+/// Checks that `json` is a JSON object and returns it in compact form.
+pub fn normalize_payload(json: &str) -> Result<String> {
+    match serde_json::from_str::<Value>(json) {
+        Ok(v @ Value::Object(_)) => Ok(v.to_string()),
+        Ok(_) => Err(Error::new(
+            ErrorKind::InvalidPayload,
+            "the payload must be a JSON object",
+        )),
+        Err(e) => Err(Error::new(
+            ErrorKind::InvalidPayload,
+            format!("the payload is not valid JSON: {e}"),
+        )),
+    }
+}
+
+/// The `DeviceRegistration` request body: `{"registrationId":..., "payload":...}`.
+/// `payload_json` must come from [`normalize_payload`].
+pub fn request_body(registration_id: &str, payload_json: Option<&str>) -> String {
+    let id = Value::String(registration_id.to_owned()).to_string();
+    match payload_json {
+        Some(p) => format!("{{\"registrationId\":{id},\"payload\":{p}}}"),
+        None => format!("{{\"registrationId\":{id}}}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ASSIGNED: &str = r#"{"operationId":"5.506603669bd3e2bf.b3602f8f-76fe-4341-9214-bb6cfb891b8a","status":"assigned",
+ "registrationState":{"x509":{},"registrationId":"my-x509-device","createdDateTimeUtc":"2022-08-27T17:53:19.5143497Z",
+ "assignedHub":"MyExampleHub.azure-devices.net","deviceId":"my-x509-device","status":"assigned","substatus":"initialAssignment",
+ "lastUpdatedDateTimeUtc":"2022-08-27T17:53:19.7519141Z","etag":"IjEyMDA4NmYyLTAwMDAtMDMwMC0wMDAwLTYzMGE1YTBmMDAwMCI="}}"#;
+
+    #[test]
+    fn parses_assigned() {
+        let op = parse_operation(ASSIGNED.as_bytes()).unwrap();
+        assert_eq!(op.status, RegistrationStatus::Assigned);
+        let r = op.registration;
+        assert_eq!(
+            r.assigned_hub.as_deref(),
+            Some("MyExampleHub.azure-devices.net")
+        );
+        assert_eq!(r.device_id.as_deref(), Some("my-x509-device"));
+        assert_eq!(r.substatus.as_deref(), Some("initialAssignment"));
+        assert_eq!(
+            r.created_date_time_utc.as_deref(),
+            Some("2022-08-27T17:53:19.5143497Z")
+        );
+        assert_eq!(r.payload_json, None);
+    }
+
+    #[test]
+    fn parses_assigning_and_failed() {
+        let op = parse_operation(br#"{"operationId":"5.316aac5bdc130deb.b1e02da8-c3a0-4ff2-a121-7ea7a6b7f550","status":"assigning"}"#).unwrap();
+        assert_eq!(op.status, RegistrationStatus::Assigning);
+        assert_eq!(
+            op.operation_id,
+            "5.316aac5bdc130deb.b1e02da8-c3a0-4ff2-a121-7ea7a6b7f550"
+        );
+        let failed = br#"{"operationId":"4.d0a6","status":"failed","registrationState":{"registrationId":"myRegistrationId","status":"failed","errorCode":400207,"errorMessage":"Custom allocation failed with status code: 400"}}"#;
+        let op = parse_operation(failed).unwrap();
+        assert_eq!(op.registration.error_code, Some(400207));
+        let disabled = br#"{"operationId":"","status":"disabled","registrationState":{"registrationId":"myRegistrationId","status":"disabled"}}"#;
+        assert_eq!(
+            parse_operation(disabled).unwrap().status,
+            RegistrationStatus::Disabled
+        );
+    }
+
+    // PROTOCOL.md V10 edge cases.
+    #[test]
+    fn rejects_malformed() {
+        for bad in [
+            &br#"{"operationId":"x","status":"weird"}"#[..],
+            br#"{"operationId":"x","status":"assigned","registrationState":123}"#,
+            br#"{"errorCode":401002,"trackingId":"8ad0463c","message":"Invalid certificate.","timestampUtc":"2020-04-10T05:24:22.4718526Z"}"#,
+            br#"{"status":"assigning"}"#,
+            br#"not json"#,
+            br#"[]"#,
+            br#"{"operationId":"x","status":"assigned","registrationState":{"payload":[1]}}"#,
+        ] {
+            assert_eq!(parse_operation(bad).unwrap_err().kind, ErrorKind::MalformedResponse);
+        }
+    }
+
+    #[test]
+    fn payload_object_or_null() {
+        let op = parse_operation(br#"{"operationId":"x","status":"assigned","registrationState":{"payload":{"a":"b"},"symmetricKey":{"enrollmentGroupId":"g1"}}}"#).unwrap();
+        assert_eq!(
+            op.registration.payload_json.as_deref(),
+            Some(r#"{"a":"b"}"#)
+        );
+        assert_eq!(op.registration.enrollment_group_id.as_deref(), Some("g1"));
+        let op = parse_operation(
+            br#"{"operationId":"x","status":"assigned","registrationState":{"payload":null}}"#,
+        )
+        .unwrap();
+        assert_eq!(op.registration.payload_json, None);
+    }
+
+    #[test]
+    fn error_bodies() {
+        let e = parse_error_body(br#"{"errorCode":401002,"trackingId":"f40da7ba","message":"Invalid certificate","timestampUtc":"2019-03-15T19:43:02.7904455Z"}"#);
+        assert_eq!(e.error_code, Some(401002));
+        assert_eq!(e.tracking_id.as_deref(), Some("f40da7ba"));
+        assert_eq!(parse_error_body(b"<html>"), ErrorBody::default());
+    }
+
+    #[test]
+    fn payload_and_body() {
+        assert_eq!(normalize_payload(r#"{ "a" : 1 }"#).unwrap(), r#"{"a":1}"#);
+        for bad in ["[1]", "1", "\"s\"", "{", "null"] {
+            assert_eq!(
+                normalize_payload(bad).unwrap_err().kind,
+                ErrorKind::InvalidPayload
+            );
+        }
+        assert_eq!(
+            request_body("dev\"1", None),
+            r#"{"registrationId":"dev\"1"}"#
+        );
+        assert_eq!(
+            request_body("d", Some(r#"{"a":1}"#)),
+            r#"{"registrationId":"d","payload":{"a":1}}"#
+        );
+    }
+}
