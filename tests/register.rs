@@ -1,0 +1,165 @@
+//! End-to-end registrations through the Rust API against dps-emulator.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use dps::{ErrorKind, RegistrationStatus, Step, X509Credential};
+use dps_emulator::pki;
+
+#[test]
+fn individual_symmetric_key_registers_over_one_handshake() {
+    let emu = emulator("");
+    let mut b = builder(&emu, "dev-sym");
+    b.symmetric_key(KEY).unwrap();
+    let mut c = client(&b);
+    let r = c.register().expect("registers");
+    assert_eq!(r.status, Some(RegistrationStatus::Assigned));
+    assert_eq!(r.assigned_hub.as_deref(), Some("hub-a.azure-devices.net"));
+    assert_eq!(r.device_id.as_deref(), Some("dev-sym-device"));
+    assert_eq!(r.substatus.as_deref(), Some("initialAssignment"));
+    assert!(r.etag.is_some() && r.created_date_time_utc.is_some());
+    let s = c.stats();
+    assert_eq!(
+        (s.connections, s.handshakes, s.requests),
+        (1, 1, 3),
+        "PUT + 2 GETs on one connection"
+    );
+    let counters = emu.counters();
+    assert_eq!(counters.tls_handshakes, 1);
+    assert_eq!(counters.get("register 202"), 1);
+    assert_eq!(counters.get("operation 200"), 1);
+    let cs = dps::connection_string(&r, c.config().credential()).unwrap();
+    assert_eq!(
+        cs.as_str(),
+        format!("HostName=hub-a.azure-devices.net;DeviceId=dev-sym-device;SharedAccessKey={KEY}")
+    );
+}
+
+#[test]
+fn group_key_is_derived_and_payload_echoed() {
+    let emu = emulator("");
+    let mut b = builder(&emu, "sn-007-888-abc-mac-a1-b2-c3-d4-e5-f6");
+    b.group_key(GROUP_KEY).unwrap();
+    b.payload_json(r#"{"model":"x1","fw":[1,2]}"#).unwrap();
+    let r = client(&b).register().expect("registers");
+    assert_eq!(
+        r.device_id.as_deref(),
+        Some("sn-007-888-abc-mac-a1-b2-c3-d4-e5-f6")
+    );
+    let v: serde_json::Value = serde_json::from_str(r.payload_json.as_deref().unwrap()).unwrap();
+    assert_eq!(v, serde_json::json!({"model":"x1","fw":[1,2]}));
+    assert_eq!(r.enrollment_group_id.as_deref(), Some("sym-group"));
+}
+
+#[test]
+fn x509_individual_and_group() {
+    let leaf = pki::self_signed_device("x509-single");
+    let ca = pki::TestCa::new("Test Root CA");
+    let inter = ca.intermediate("Test Intermediate");
+    let dev = inter.issue_device("x509-group-dev");
+    let emu = emulator(&format!(
+        r#"
+[[enrollments]]
+registration_id = "x509-single"
+attestation = "x509"
+thumbprint = "{}"
+[[enrollments]]
+group_id = "x509-group"
+attestation = "x509"
+ca_pem = """{}"""
+"#,
+        leaf.sha256_thumbprint,
+        ca.cert_pem()
+    ));
+
+    let mut b = builder(&emu, "x509-single");
+    b.x509(
+        X509Credential::from_pem(leaf.cert_pem.as_bytes(), leaf.key_pem.as_bytes(), None).unwrap(),
+    );
+    let r = client(&b).register().expect("individual x509 registers");
+    assert_eq!(r.device_id.as_deref(), Some("x509-single"));
+
+    // Group: leaf + intermediate in the handshake; registration ID from the CN.
+    let chain = format!("{}{}", dev.cert_pem, inter.cert_pem());
+    let mut b = builder(&emu, "x509-group-dev");
+    b.x509(X509Credential::from_pem(chain.as_bytes(), dev.key_pem.as_bytes(), None).unwrap());
+    let mut c = client(&b);
+    let r = c.register().expect("group x509 registers");
+    assert_eq!(r.enrollment_group_id.as_deref(), Some("x509-group"));
+    let cs = dps::connection_string(&r, c.config().credential()).unwrap();
+    assert!(
+        cs.ends_with(";DeviceId=x509-group-dev;x509=true"),
+        "{}",
+        cs.as_str()
+    );
+
+    // Only the leaf (no intermediate): DPS cannot build the chain.
+    let mut b = builder(&emu, "x509-group-dev");
+    b.x509(
+        X509Credential::from_pem(dev.cert_pem.as_bytes(), dev.key_pem.as_bytes(), None).unwrap(),
+    );
+    let e = client(&b).register().unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Unauthorized, "{e}");
+}
+
+#[test]
+fn wrong_key_is_unauthorized_with_service_detail() {
+    let emu = emulator("");
+    let mut b = builder(&emu, "dev-sym");
+    b.symmetric_key("HxweHRwbGhkYFxYVFBMSERAPDg0MCwoJCAcGBQQDAgE=")
+        .unwrap();
+    let mut c = client(&b);
+    let e = c.register().unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Unauthorized);
+    assert_eq!(e.http_status, Some(401));
+    assert_eq!(e.dps_error_code, Some(401002));
+    assert!(e.tracking_id.is_some());
+    assert!(!e.retriable);
+    assert_eq!(c.last_error(), Some(&e));
+}
+
+#[test]
+fn step_api_never_sleeps_and_reports_waits() {
+    let emu = emulator("");
+    let mut b = builder(&emu, "dev-sym");
+    b.symmetric_key(KEY).unwrap();
+    let mut c = client(&b);
+    let mut steps = 0;
+    let reg = loop {
+        steps += 1;
+        match c.step().expect("step") {
+            Step::Pending(d) => assert!(d <= Duration::from_secs(1)),
+            Step::Done(r) => break r,
+        }
+    };
+    assert_eq!(reg.assigned_hub.as_deref(), Some("hub-a.azure-devices.net"));
+    assert_eq!(steps, 3, "PUT, assigning poll, assigned poll");
+    assert!(!c.in_progress());
+}
+
+#[test]
+fn lookup_returns_current_assignment() {
+    let emu = emulator("");
+    let mut b = builder(&emu, "dev-sym");
+    b.symmetric_key(KEY).unwrap();
+    let mut c = client(&b);
+    c.register().unwrap();
+    let r = c.lookup().expect("lookup");
+    assert_eq!(r.assigned_hub.as_deref(), Some("hub-a.azure-devices.net"));
+    assert_eq!(r.status, Some(RegistrationStatus::Assigned));
+}
+
+#[test]
+fn untrusted_server_is_a_tls_error() {
+    let emu = emulator("");
+    let mut b = dps::ConfigBuilder::new(SCOPE).unwrap();
+    b.registration_id("dev-sym")
+        .unwrap()
+        .symmetric_key(KEY)
+        .unwrap();
+    b.endpoint(&format!("localhost:{}", emu.port())).unwrap();
+    let e = client(&b).register().unwrap_err();
+    assert_eq!(e.kind, ErrorKind::TlsServerUntrusted, "{e}");
+}
