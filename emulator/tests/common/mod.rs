@@ -78,6 +78,7 @@ pub fn derived(group_b64: &str, regid: &str) -> String {
     STANDARD.encode(dps_emulator::sas::derive_device_key(&key, regid))
 }
 
+#[derive(Debug)]
 pub struct Resp {
     pub status: u16,
     pub headers: Vec<(String, String)>,
