@@ -1276,11 +1276,80 @@ mod tests {
         assert_eq!(der::subject_common_name(&[0x30, 0x00]), None);
     }
 
+    fn tlv(tag: u8, content: &[u8]) -> Vec<u8> {
+        let mut out = vec![tag];
+        match u8::try_from(content.len()) {
+            Ok(n) if n < 0x80 => out.push(n),
+            Ok(n) => out.extend([0x81, n]),
+            Err(_) => out.extend([0x82, (content.len() >> 8) as u8, content.len() as u8]),
+        }
+        out.extend_from_slice(content);
+        out
+    }
+
+    /// A structurally valid certificate whose subject has the given (OID, tag, value) attributes.
+    fn synthetic_cert(attrs: &[(&[u8], u8, &[u8])]) -> Vec<u8> {
+        let rdns: Vec<u8> = attrs
+            .iter()
+            .flat_map(|(oid, tag, value)| {
+                let atv = [tlv(0x06, oid), tlv(*tag, value)].concat();
+                tlv(0x31, &tlv(0x30, &atv))
+            })
+            .collect();
+        let tbs = [
+            tlv(0xa0, &tlv(0x02, &[2])),
+            tlv(0x02, &[1]),
+            tlv(0x30, &[]),
+            tlv(0x30, &[]),
+            tlv(0x30, &[]),
+            tlv(0x30, &rdns),
+            tlv(0x30, &[]),
+        ]
+        .concat();
+        tlv(
+            0x30,
+            &[tlv(0x30, &tbs), tlv(0x30, &[]), tlv(0x03, &[0])].concat(),
+        )
+    }
+
     #[test]
     fn common_name_string_types() {
-        // A certificate without a CN has none.
-        let cred = ok(fixture!("p256.cert.pem"), fixture!("p256.key.pem"), None);
-        assert!(cred.leaf_common_name().is_some());
+        const CN: &[u8] = &[0x55, 0x04, 0x03];
+        const O: &[u8] = &[0x55, 0x04, 0x0a];
+        let cn = |attrs: &[(&[u8], u8, &[u8])]| {
+            let cert = synthetic_cert(attrs);
+            assert!(der::is_certificate(&cert));
+            der::subject_common_name(&cert)
+        };
+        assert_eq!(
+            cn(&[(CN, 0x0c, "dévice-1".as_bytes())]).as_deref(),
+            Some("dévice-1")
+        );
+        assert_eq!(cn(&[(CN, 0x13, b"dev-2")]).as_deref(), Some("dev-2"));
+        assert_eq!(cn(&[(CN, 0x16, b"dev-3")]).as_deref(), Some("dev-3"));
+        assert_eq!(cn(&[(CN, 0x14, b"d\xe9v")]).as_deref(), Some("dév"));
+        assert_eq!(
+            cn(&[(CN, 0x1e, &[0, b'b', 0x00, 0xe9])]).as_deref(),
+            Some("bé")
+        );
+        assert_eq!(cn(&[(CN, 0x1c, &[0, 0, 0, b'u'])]).as_deref(), Some("u"));
+        assert_eq!(
+            cn(&[
+                (O, 0x0c, b"org"),
+                (CN, 0x0c, b"first"),
+                (CN, 0x0c, b"second")
+            ])
+            .as_deref(),
+            Some("first")
+        );
+        assert_eq!(cn(&[(O, 0x0c, b"org")]), None);
+        assert_eq!(cn(&[]), None);
+        // Invalid encodings give no CN rather than a panic or garbage.
+        assert_eq!(cn(&[(CN, 0x0c, &[0xff, 0xfe])]), None);
+        assert_eq!(cn(&[(CN, 0x1e, &[0, b'a', 0])]), None);
+        assert_eq!(cn(&[(CN, 0x1e, &[0xd8, 0x00])]), None); // lone surrogate
+        assert_eq!(cn(&[(CN, 0x1c, &[0, 0x11, 0, 0])]), None); // beyond U+10FFFF
+        assert_eq!(cn(&[(CN, 0x04, b"octets")]), None);
         assert_eq!(der::subject_common_name(b"not a cert"), None);
     }
 
