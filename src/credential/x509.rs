@@ -572,7 +572,7 @@ mod der {
     }
 
     /// Reads a TLV that must have tag `want`: (value, rest).
-    fn expect(input: &[u8], want: u8) -> Option<(&[u8], &[u8])> {
+    fn take(input: &[u8], want: u8) -> Option<(&[u8], &[u8])> {
         match read(input)? {
             (tag, value, rest) if tag == want => Some((value, rest)),
             _ => None,
@@ -580,8 +580,8 @@ mod der {
     }
 
     /// Reads a TLV that must have tag `want` and fill `input` exactly.
-    fn expect_whole(input: &[u8], want: u8) -> Option<&[u8]> {
-        match expect(input, want)? {
+    fn take_whole(input: &[u8], want: u8) -> Option<&[u8]> {
+        match take(input, want)? {
             (value, []) => Some(value),
             _ => None,
         }
@@ -589,10 +589,10 @@ mod der {
 
     /// The fields of a TBSCertificate up to and including the subject: (tbs, subject).
     fn tbs_and_subject(cert: &[u8]) -> Option<(&[u8], &[u8])> {
-        let cert = expect_whole(cert, SEQUENCE)?;
-        let (tbs, rest) = expect(cert, SEQUENCE)?;
-        let (_sig_alg, rest) = expect(rest, SEQUENCE)?;
-        let (_sig, rest) = expect(rest, BIT_STRING)?;
+        let cert = take_whole(cert, SEQUENCE)?;
+        let (tbs, rest) = take(cert, SEQUENCE)?;
+        let (_sig_alg, rest) = take(rest, SEQUENCE)?;
+        let (_sig, rest) = take(rest, BIT_STRING)?;
         if !rest.is_empty() {
             return None;
         }
@@ -600,12 +600,12 @@ mod der {
         if let Some((CONTEXT_0, _, rest)) = read(fields) {
             fields = rest; // explicit version
         }
-        let (_serial, fields) = expect(fields, INTEGER)?;
-        let (_sig_alg, fields) = expect(fields, SEQUENCE)?;
-        let (_issuer, fields) = expect(fields, SEQUENCE)?;
-        let (_validity, fields) = expect(fields, SEQUENCE)?;
-        let (subject, fields) = expect(fields, SEQUENCE)?;
-        let (_spki, _) = expect(fields, SEQUENCE)?;
+        let (_serial, fields) = take(fields, INTEGER)?;
+        let (_sig_alg, fields) = take(fields, SEQUENCE)?;
+        let (_issuer, fields) = take(fields, SEQUENCE)?;
+        let (_validity, fields) = take(fields, SEQUENCE)?;
+        let (subject, fields) = take(fields, SEQUENCE)?;
+        let (_spki, _) = take(fields, SEQUENCE)?;
         Some((tbs, subject))
     }
 
@@ -620,12 +620,12 @@ mod der {
     pub(super) fn subject_common_name(cert: &[u8]) -> Option<String> {
         let (_, mut rdns) = tbs_and_subject(cert)?;
         while !rdns.is_empty() {
-            let (mut rdn, rest) = expect(rdns, SET)?;
+            let (mut rdn, rest) = take(rdns, SET)?;
             rdns = rest;
             while !rdn.is_empty() {
-                let (attr, rest) = expect(rdn, SEQUENCE)?;
+                let (attr, rest) = take(rdn, SEQUENCE)?;
                 rdn = rest;
-                let (oid, value) = expect(attr, OID)?;
+                let (oid, value) = take(attr, OID)?;
                 if oid == OID_COMMON_NAME {
                     let (tag, value, _) = read(value)?;
                     return decode_string(tag, value);
@@ -684,28 +684,28 @@ mod der {
         match key {
             PrivateKeyDer::Pkcs1(k) => rsa_reason(k.secret_pkcs1_der()),
             PrivateKeyDer::Sec1(k) => {
-                let (ec, _) = expect(k.secret_sec1_der(), SEQUENCE)?;
-                let (_version, rest) = expect(ec, INTEGER)?;
-                let (_key, rest) = expect(rest, OCTET_STRING)?;
-                let (params, _) = expect(rest, CONTEXT_0)?;
-                let (curve, _) = expect(params, OID)?;
+                let (ec, _) = take(k.secret_sec1_der(), SEQUENCE)?;
+                let (_version, rest) = take(ec, INTEGER)?;
+                let (_key, rest) = take(rest, OCTET_STRING)?;
+                let (params, _) = take(rest, CONTEXT_0)?;
+                let (curve, _) = take(params, OID)?;
                 curve_reason(curve)
             }
             PrivateKeyDer::Pkcs8(k) => {
-                let (info, _) = expect(k.secret_pkcs8_der(), SEQUENCE)?;
-                let (_version, rest) = expect(info, INTEGER)?;
-                let (alg, rest) = expect(rest, SEQUENCE)?;
-                let (oid, params) = expect(alg, OID)?;
+                let (info, _) = take(k.secret_pkcs8_der(), SEQUENCE)?;
+                let (_version, rest) = take(info, INTEGER)?;
+                let (alg, rest) = take(rest, SEQUENCE)?;
+                let (oid, params) = take(alg, OID)?;
                 match oid {
                     OID_RSA => {
-                        let (inner, _) = expect(rest, OCTET_STRING)?;
+                        let (inner, _) = take(rest, OCTET_STRING)?;
                         rsa_reason(inner)
                     }
                     OID_RSA_PSS => Some(
                         "RSA-PSS (id-RSASSA-PSS) keys; use a plain rsaEncryption RSA key".into(),
                     ),
                     OID_EC_PUBLIC_KEY => {
-                        let (curve, _) = expect(params, OID)?;
+                        let (curve, _) = take(params, OID)?;
                         curve_reason(curve)
                     }
                     OID_DSA => Some("DSA keys".into()),
@@ -722,9 +722,9 @@ mod der {
     }
 
     fn rsa_reason(pkcs1: &[u8]) -> Option<String> {
-        let (rsa, _) = expect(pkcs1, SEQUENCE)?;
-        let (_version, rest) = expect(rsa, INTEGER)?;
-        let (modulus, _) = expect(rest, INTEGER)?;
+        let (rsa, _) = take(pkcs1, SEQUENCE)?;
+        let (_version, rest) = take(rsa, INTEGER)?;
+        let (modulus, _) = take(rest, INTEGER)?;
         let start = modulus.iter().position(|&b| b != 0)?;
         let significant = modulus.get(start..)?;
         let top = significant.first()?;
@@ -834,6 +834,57 @@ mod tests {
             None,
         );
         assert_single(&ed, "x509-ed25519-device");
+    }
+
+    /// The signing key of every supported key type offers a TLS signature scheme and signs.
+    #[test]
+    fn every_key_type_can_sign() {
+        use rustls::SignatureScheme as S;
+        let offered = [
+            S::ED25519,
+            S::ECDSA_NISTP384_SHA384,
+            S::ECDSA_NISTP256_SHA256,
+            S::RSA_PSS_SHA256,
+            S::RSA_PKCS1_SHA256,
+        ];
+        let cases: [(&[u8], &[u8], S); 5] = [
+            (
+                fixture!("rsa.cert.pem"),
+                fixture!("rsa.pkcs1.key.pem"),
+                S::RSA_PSS_SHA256,
+            ),
+            (
+                fixture!("p256.cert.pem"),
+                fixture!("p256.sec1.key.pem"),
+                S::ECDSA_NISTP256_SHA256,
+            ),
+            (
+                fixture!("p384.cert.pem"),
+                fixture!("p384.sec1.key.pem"),
+                S::ECDSA_NISTP384_SHA384,
+            ),
+            (
+                fixture!("ed25519.cert.pem"),
+                fixture!("ed25519.key.pem"),
+                S::ED25519,
+            ),
+            (
+                fixture!("chain.pem"),
+                fixture!("chain-leaf.key.pem"),
+                S::ECDSA_NISTP256_SHA256,
+            ),
+        ];
+        for (cert, key, expected) in cases {
+            let ck = ok(cert, key, None).certified_key();
+            let signer = ck.key.choose_scheme(&offered).expect("a scheme");
+            assert_eq!(signer.scheme(), expected);
+            assert!(
+                !signer
+                    .sign(b"handshake transcript")
+                    .expect("signature")
+                    .is_empty()
+            );
+        }
     }
 
     #[test]
