@@ -117,6 +117,8 @@ struct Operation {
     retry_after: u32,
     outcome: Outcome,
     payload: Option<Value>,
+    /// Base64 DER chain issued for a CSR (leaf first).
+    issued_chain: Option<Vec<String>>,
     /// Set once the terminal answer was given (later polls repeat it).
     done: Option<Value>,
 }
@@ -131,6 +133,8 @@ struct State {
 pub struct Service {
     config: RwLock<Arc<Config>>,
     state: Mutex<State>,
+    /// Signs device CSRs (api-version >= 2025-07-01-preview).
+    issuer: Option<crate::pki::TestCa>,
 }
 
 fn err_response(status: u16, code: u32, message: &str) -> Response {
@@ -181,10 +185,11 @@ fn version_at_least(v: &str, min: &str) -> bool {
 }
 
 impl Service {
-    pub fn new(config: Config) -> Service {
+    pub fn new(config: Config, issuer: Option<crate::pki::TestCa>) -> Service {
         Service {
             config: RwLock::new(Arc::new(config)),
             state: Mutex::new(State::default()),
+            issuer,
         }
     }
 
@@ -291,6 +296,7 @@ impl Service {
         }
         // body (PUT/POST)
         let mut device_payload = None;
+        let mut csr = None;
         if route != Route::Operation {
             let ct = req
                 .header("content-type")
@@ -308,7 +314,10 @@ impl Service {
                 return h;
             }
             match check_body(&req.body, &regid, &api_version, route) {
-                Ok(p) => device_payload = p,
+                Ok((p, c)) => {
+                    device_payload = p;
+                    csr = c;
+                }
                 Err(msg) => {
                     h.response = err_response(400, 400004, &msg);
                     return h;
@@ -414,6 +423,25 @@ impl Service {
             None => {}
         }
         let retry_after = enr.retry_after_secs.unwrap_or(cfg.retry_after_secs);
+        let mut issued_chain = None;
+        if let Some(csr) = csr {
+            use base64::Engine;
+            let engine = base64::engine::general_purpose::STANDARD;
+            let signed = match (&self.issuer, engine.decode(csr.trim())) {
+                (None, _) => Err("certificate issuance is not available".to_string()),
+                (_, Err(_)) => Err("csr must be base64 DER (no PEM header)".to_string()),
+                (Some(ca), Ok(der)) => ca.sign_csr_der(&der, &regid),
+            };
+            match signed {
+                Ok(chain) => {
+                    issued_chain = Some(chain.iter().map(|d| engine.encode(d)).collect());
+                }
+                Err(m) => {
+                    h.response = err_response(400, 400004, &format!("Invalid CSR: {m}"));
+                    return h;
+                }
+            }
+        }
         h.response = match route {
             Route::Register => self.register(
                 &mut st,
@@ -423,6 +451,7 @@ impl Service {
                 &scope,
                 &regid,
                 device_payload,
+                issued_chain,
                 terminal_override,
                 endless,
                 retry_after,
@@ -455,6 +484,7 @@ impl Service {
         scope: &str,
         regid: &str,
         device_payload: Option<Value>,
+        issued_chain: Option<Vec<String>>,
         terminal_override: Option<TerminalResult>,
         endless: bool,
         retry_after: u32,
@@ -568,6 +598,7 @@ impl Service {
                 retry_after,
                 outcome,
                 payload,
+                issued_chain,
                 done: None,
             },
         );
@@ -706,10 +737,16 @@ impl Service {
             Outcome::Disabled => "disabled",
         };
         rec.status = status;
+        let mut state = record_json(rec);
+        if status == "assigned"
+            && let (Some(chain), Value::Object(m)) = (&op.issued_chain, &mut state)
+        {
+            m.insert("issuedCertificateChain".into(), json!(chain));
+        }
         let body = json!({
             "operationId": opid,
             "status": status,
-            "registrationState": record_json(rec),
+            "registrationState": state,
         });
         op.done = Some(body.clone());
         json_response(200, &body)
@@ -819,7 +856,7 @@ fn check_body(
     regid: &str,
     api_version: &str,
     route: Route,
-) -> Result<Option<Value>, String> {
+) -> Result<(Option<Value>, Option<String>), String> {
     if body.is_empty() {
         return Err("The request body is required.".into());
     }
@@ -829,6 +866,7 @@ fn check_body(
         return Err("The request body must be a JSON object (DeviceRegistration).".into());
     };
     let mut payload = None;
+    let mut csr = None;
     for (k, v) in &m {
         match k.as_str() {
             "registrationId" => match v {
@@ -849,8 +887,10 @@ fn check_body(
                 if route == Route::Lookup {
                     return Err("csr is not allowed in a device registration status lookup.".into());
                 }
-                if !v.is_string() {
-                    return Err("csr must be a string.".into());
+                match v {
+                    Value::String(s) => csr = Some(s.clone()),
+                    Value::Null => {}
+                    _ => return Err("csr must be a string.".into()),
                 }
             }
             other => {
@@ -860,7 +900,7 @@ fn check_body(
             }
         }
     }
-    Ok(payload)
+    Ok((payload, csr))
 }
 
 /// Decides who the device is. Returns the identity and a log description (no secrets).

@@ -135,6 +135,19 @@ pub fn read_request(
         body: Vec::new(),
     };
     // 2. body
+    if req
+        .header("expect")
+        .is_some_and(|v| v.eq_ignore_ascii_case("100-continue"))
+        && (req.header("content-length").is_some_and(|v| v != "0")
+            || req.header("transfer-encoding").is_some())
+        && req
+            .header("content-length")
+            .and_then(|v| v.parse::<usize>().ok())
+            .is_none_or(|n| n <= lim.max_body)
+    {
+        s.write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
+            .map_err(|e| ReadError::Conn(ConnError::Io(e)))?;
+    }
     let te = req
         .header("transfer-encoding")
         .map(|v| v.to_ascii_lowercase());

@@ -87,11 +87,16 @@ fn read_file(p: &std::path::Path, what: &str) -> io::Result<String> {
 }
 
 /// Server chain + key + the CA PEM clients must trust.
-fn tls_material(
-    cfg: &Config,
-) -> io::Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>, String)> {
+type TlsMaterial = (
+    Vec<CertificateDer<'static>>,
+    PrivateKeyDer<'static>,
+    String,
+    Option<pki::TestCa>,
+);
+
+fn tls_material(cfg: &Config) -> io::Result<TlsMaterial> {
     let t = &cfg.tls;
-    let (chain_pem, key_pem, ca_pem) = match (
+    let (chain_pem, key_pem, ca_pem, issuer) = match (
         &t.server_cert_file,
         &t.server_key_file,
         &t.ca_cert_file,
@@ -101,18 +106,21 @@ fn tls_material(
             read_file(c, "tls.server_cert_file")?,
             read_file(k, "tls.server_key_file")?,
             read_file(ca, "tls.ca_cert_file")?,
+            // the server CA key is unknown: device certificates come from a separate CA
+            Some(pki::TestCa::new("dps-emulator device issuing CA")),
         ),
         (None, None, Some(ca), Some(cak)) => {
             let ca_pem = read_file(ca, "tls.ca_cert_file")?;
             let ca = pki::TestCa::from_pem(&ca_pem, &read_file(cak, "tls.ca_key_file")?)
                 .map_err(|e| invalid(format!("tls CA: {e}")))?;
             let s = ca.issue_server("localhost");
-            (s.chain_pem, s.key_pem, ca_pem)
+            (s.chain_pem, s.key_pem, ca_pem, Some(ca))
         }
         _ => {
             let ca = pki::TestCa::new("dps-emulator test CA");
             let s = ca.issue_server("localhost");
-            (s.chain_pem, s.key_pem, ca.cert_pem())
+            let pem = ca.cert_pem();
+            (s.chain_pem, s.key_pem, pem, Some(ca))
         }
     };
     let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(chain_pem.as_bytes())
@@ -123,18 +131,18 @@ fn tls_material(
     }
     let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes())
         .map_err(|e| invalid(format!("server key PEM: {e:?}")))?;
-    Ok((chain, key, ca_pem))
+    Ok((chain, key, ca_pem, issuer))
 }
 
 impl Emulator {
     /// Binds 127.0.0.1:<config.port or 0>, generates (or loads) the CA and server certificate,
     /// and spawns the accept thread.
     pub fn start(config: Config) -> io::Result<Emulator> {
-        let (chain, key, ca_pem) = tls_material(&config)?;
+        let (chain, key, ca_pem, issuer) = tls_material(&config)?;
         let tls = tls::server_config(chain, key, &config.tls.versions).map_err(invalid)?;
         let listener = TcpListener::bind(("127.0.0.1", config.port.unwrap_or(0)))?;
         let addr = listener.local_addr()?;
-        let shared = Arc::new(server::Shared::new(dps::Service::new(config), tls));
+        let shared = Arc::new(server::Shared::new(dps::Service::new(config, issuer), tls));
         let sh = shared.clone();
         let accept = std::thread::Builder::new()
             .name("dps-emu-accept".into())

@@ -218,3 +218,50 @@ impl TestCa {
         })
     }
 }
+
+impl TestCa {
+    /// Signs a PKCS#10 request (DER) whose subject CN must equal `expected_cn` (case-insensitive);
+    /// returns the issued chain as DER, leaf first, then the intermediates and this CA.
+    pub fn sign_csr_der(&self, csr_der: &[u8], expected_cn: &str) -> Result<Vec<Vec<u8>>, String> {
+        use rustls_pki_types::CertificateSigningRequestDer;
+        let req = rcgen::CertificateSigningRequestParams::from_der(
+            &CertificateSigningRequestDer::from(csr_der),
+        )
+        .map_err(|e| format!("CSR does not parse or its signature is invalid: {e}"))?;
+        let cn = req
+            .params
+            .distinguished_name
+            .get(&DnType::CommonName)
+            .and_then(|v| match v {
+                rcgen::DnValue::Utf8String(s) => Some(s.clone()),
+                rcgen::DnValue::PrintableString(s) => Some(s.as_str().to_string()),
+                _ => None,
+            })
+            .ok_or("CSR has no common name")?;
+        if !cn.eq_ignore_ascii_case(expected_cn) {
+            return Err(format!(
+                "CSR common name {cn:?} does not equal the registration id"
+            ));
+        }
+        let mut params = leaf_params(&cn);
+        params.distinguished_name = req.params.distinguished_name.clone();
+        let signed = rcgen::CertificateSigningRequestParams {
+            params,
+            public_key: req.public_key,
+        }
+        .signed_by(self.issuer())
+        .map_err(|e| format!("cannot sign CSR: {e}"))?;
+        let mut chain = vec![signed.der().to_vec()];
+        use rustls_pki_types::CertificateDer;
+        use rustls_pki_types::pem::PemObject;
+        for c in CertificateDer::pem_slice_iter(self.chain_above.as_bytes()).flatten() {
+            chain.push(c.as_ref().to_vec());
+        }
+        // chain_above holds this CA (when intermediate) and the intermediates above it; a
+        // root CA is appended itself so the chain ends with the root, as the spec describes.
+        if self.root {
+            chain.push(self.der.clone());
+        }
+        Ok(chain)
+    }
+}

@@ -611,3 +611,95 @@ fn hashed_allocation_is_stable_and_spreads() {
     }
     assert_eq!(hubs.len(), 2);
 }
+
+#[test]
+fn csr_issuance_on_2025_07_01_preview() {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let emu = start(&sym_toml());
+    let mut c = Client::connect(&emu);
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P384_SHA384).unwrap();
+    let mut params = rcgen::CertificateParams::default();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "dev-sym");
+    let csr = b64.encode(params.serialize_request(&key).unwrap().der());
+    let tok = sas(KEY, "dev-sym");
+    let path = format!("/{SCOPE}/registrations/dev-sym/register?api-version=2025-07-01-preview");
+    let body = format!(r#"{{"registrationId":"dev-sym","csr":"{csr}"}}"#);
+    let r = c.request("PUT", &path, &[("Authorization", &tok), JSON], Some(&body));
+    assert_eq!(r.status, 202, "{}", String::from_utf8_lossy(&r.body));
+    let op = r.json()["operationId"].as_str().unwrap().to_string();
+    let opp =
+        format!("/{SCOPE}/registrations/dev-sym/operations/{op}?api-version=2025-07-01-preview");
+    let mut p = c.request("GET", &opp, &[("Authorization", &tok)], None);
+    while p.status == 202 {
+        p = c.request("GET", &opp, &[("Authorization", &tok)], None);
+    }
+    let chain = p.json()["registrationState"]["issuedCertificateChain"].clone();
+    let chain: Vec<Vec<u8>> = chain
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| b64.decode(s.as_str().unwrap()).unwrap())
+        .collect();
+    assert_eq!(chain.len(), 2);
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let ca = CertificateDer::from_pem_slice(emu.ca_pem().as_bytes()).unwrap();
+    assert_eq!(chain[1], ca.as_ref());
+    let (_, leaf) = x509_parser::parse_x509_certificate(&chain[0]).unwrap();
+    assert_eq!(
+        leaf.subject()
+            .iter_common_name()
+            .next()
+            .unwrap()
+            .as_str()
+            .unwrap(),
+        "dev-sym"
+    );
+    // not on older versions, not in the lookup, and the CN must match
+    let r = c.request(
+        "PUT",
+        &reg_path("dev-sym"),
+        &[("Authorization", &tok), JSON],
+        Some(&body),
+    );
+    assert_eq!(r.status, 400);
+    let lp = format!("/{SCOPE}/registrations/dev-sym?api-version=2025-07-01-preview");
+    let r = c.request("POST", &lp, &[("Authorization", &tok), JSON], Some(&body));
+    assert_eq!(r.status, 400);
+    let l = c.request("POST", &lp, &[("Authorization", &tok), JSON], Some("{}"));
+    assert_eq!(l.status, 200);
+    assert!(l.json().get("issuedCertificateChain").is_none());
+    let mut other = rcgen::CertificateParams::default();
+    other
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "not-me");
+    let bad = b64.encode(other.serialize_request(&key).unwrap().der());
+    let r = c.request(
+        "PUT",
+        &path,
+        &[("Authorization", &tok), JSON],
+        Some(&format!(r#"{{"csr":"{bad}"}}"#)),
+    );
+    assert_eq!(r.status, 400);
+}
+
+#[test]
+fn expect_100_continue() {
+    let emu = start(&sym_toml());
+    let mut c = Client::connect(&emu);
+    let tok = sas(KEY, "dev-sym");
+    let body = r#"{"registrationId":"dev-sym"}"#;
+    let head = format!(
+        "PUT {} HTTP/1.1\r\nHost: x\r\nAuthorization: {tok}\r\nContent-Type: application/json\r\nExpect: 100-continue\r\nContent-Length: {}\r\n\r\n",
+        reg_path("dev-sym"),
+        body.len()
+    );
+    c.send_raw(head.as_bytes()).unwrap();
+    let r = c.read_response().unwrap();
+    assert_eq!(r.status, 100);
+    c.send_raw(body.as_bytes()).unwrap();
+    assert_eq!(c.read_response().unwrap().status, 202);
+}
