@@ -142,3 +142,11 @@ fn sigterm_shuts_down_cleanly() {
 fn sigint_shuts_down_cleanly() {
     run_and_signal("INT");
 }
+
+#[test]
+fn example_config_is_valid() {
+    let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/emulator.toml");
+    let cfg = dps_emulator::Config::from_file(&p).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(cfg.enrollments.len(), 5);
+    assert_eq!(cfg.port, Some(8443));
+}
