@@ -1,1 +1,57 @@
-fn main(){}
+//! Generates the C header from `src/ffi/` with cbindgen.
+//!
+//! The header is always generated into `OUT_DIR` (tests compare it with the
+//! committed `include/dps.h`, so drift fails the test suite). With
+//! `DPS_UPDATE_HEADER=1` it is also written to `include/dps.h`.
+
+use std::env;
+use std::path::PathBuf;
+
+fn main() {
+    println!("cargo:rerun-if-changed=src/ffi");
+    println!("cargo:rerun-if-changed=cbindgen.toml");
+    println!("cargo:rerun-if-changed=build.rs");
+    println!("cargo:rerun-if-env-changed=DPS_UPDATE_HEADER");
+
+    let crate_dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR"));
+    let out = PathBuf::from(env::var("OUT_DIR").expect("OUT_DIR")).join("dps.h");
+    let major: u32 = env::var("CARGO_PKG_VERSION_MAJOR")
+        .unwrap()
+        .parse()
+        .unwrap();
+    let minor: u32 = env::var("CARGO_PKG_VERSION_MINOR")
+        .unwrap()
+        .parse()
+        .unwrap();
+    let patch: u32 = env::var("CARGO_PKG_VERSION_PATCH")
+        .unwrap()
+        .parse()
+        .unwrap();
+    let after = format!(
+        "\n#define DPS_VERSION_MAJOR {major}\n#define DPS_VERSION_MINOR {minor}\n#define DPS_VERSION_PATCH {patch}\n\
+         /** The header's version as 0xMMmmpp; compare with dps_version_number(). */\n\
+         #define DPS_VERSION_NUMBER 0x{:06x}\n\
+         /** True when the header is at least version a.b.c. */\n\
+         #define DPS_VERSION_AT_LEAST(a, b, c) (DPS_VERSION_NUMBER >= (((a) << 16) | ((b) << 8) | (c)))\n",
+        (major << 16) | (minor << 8) | patch
+    );
+    let config =
+        cbindgen::Config::from_file(crate_dir.join("cbindgen.toml")).expect("cbindgen.toml");
+    let bindings = match cbindgen::Builder::new()
+        .with_crate(&crate_dir)
+        .with_config(config)
+        .with_after_include(after)
+        .generate()
+    {
+        Ok(b) => b,
+        Err(cbindgen::Error::ParseSyntaxError { .. }) => {
+            // A syntax error: rustc reports it better; let it.
+            return;
+        }
+        Err(e) => panic!("cbindgen failed: {e}"),
+    };
+    bindings.write_to_file(&out);
+    if env::var_os("DPS_UPDATE_HEADER").is_some_and(|v| v == "1") {
+        bindings.write_to_file(crate_dir.join("include/dps.h"));
+    }
+}

@@ -17,6 +17,8 @@ use crate::retry;
 use crate::transport::{CancelToken, Request, Response, Stats, Transport};
 
 /// What [`Client::step`] asks of its caller.
+// Returned once per call and moved straight out: boxing would only add an allocation.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Step {
     /// Not finished: call `step` again after this long.
@@ -68,6 +70,7 @@ struct Run {
     last_failure: Option<Error>,
 }
 
+#[allow(clippy::large_enum_variant)]
 enum Outcome {
     Done(Registration),
     Poll {

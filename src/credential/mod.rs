@@ -114,6 +114,31 @@ impl TokenCache {
     }
 }
 
+impl SymmetricKey {
+    pub(crate) fn from_derived(base64_key: &str) -> Result<Self> {
+        Ok(SymmetricKey {
+            key: sas::decode_key(base64_key)?,
+            derived_from_group: true,
+        })
+    }
+}
+
+impl From<x509::CredentialError> for crate::error::Error {
+    fn from(e: x509::CredentialError) -> Self {
+        use crate::error::ErrorKind as K;
+        use x509::CredentialError as C;
+        let kind = match &e {
+            C::NoCertificate | C::BadCertificate(_) => K::InvalidCertificate,
+            C::NoPrivateKey | C::BadPrivateKey(_) | C::UnsupportedKey(_) => K::InvalidPrivateKey,
+            C::KeyPasswordRequired | C::WrongKeyPassword => K::KeyPassword,
+            C::KeyMismatch => K::KeyMismatch,
+            C::Pkcs12(_) => K::InvalidPkcs12,
+            C::Pkcs12WrongPassword => K::Pkcs12Password,
+        };
+        crate::error::Error::new(kind, e.to_string())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -149,14 +174,5 @@ mod tests {
             .get(&k, "0ne00111111", "d", ttl, t0 + Duration::from_secs(3300))
             .to_owned();
         assert!(c2.ends_with("&se=1700006900&skn=registration"));
-    }
-}
-
-impl SymmetricKey {
-    pub(crate) fn from_derived(base64_key: &str) -> Result<Self> {
-        Ok(SymmetricKey {
-            key: sas::decode_key(base64_key)?,
-            derived_from_group: true,
-        })
     }
 }

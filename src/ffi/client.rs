@@ -1,0 +1,392 @@
+//! `dps_client` and the one-call `dps_register`.
+
+use std::ffi::{c_char, c_void};
+use std::sync::{Arc, Mutex};
+
+use super::*;
+use crate::client::{Client, Event, Step};
+use crate::error::Error;
+use crate::transport::CancelToken;
+
+/// A registration client: one configuration (copied at creation), one
+/// keep-alive connection, one registration at a time.
+///
+/// Methods: `dps_client_new`, `dps_client_register`, `dps_client_step`,
+/// `dps_client_lookup`, `dps_client_cancel`, `dps_client_set_status_callback`,
+/// `dps_client_last_error`, `dps_client_connection_string`,
+/// `dps_client_free`.
+///
+/// Thread safety: a client must not be used by two threads at once (calls
+/// are serialized by an internal lock if they are), but may be moved between
+/// threads. `dps_client_cancel` is the exception: any thread, any time.
+pub struct dps_client {
+    cancel: Arc<CancelToken>,
+    inner: Mutex<ClientState>,
+}
+
+struct ClientState {
+    client: Client,
+    last_error: Option<Box<dps_error>>,
+}
+
+/// Event: the register request (PUT) is about to be sent.
+pub const DPS_EVENT_REGISTERING: u32 = 1;
+/// Event: DPS is assigning; the next poll is in `wait_ms`.
+pub const DPS_EVENT_ASSIGNING: u32 = 2;
+/// Event: a transient failure (`cause`); retrying in `wait_ms`.
+pub const DPS_EVENT_RETRYING: u32 = 3;
+/// Event: the device is assigned.
+pub const DPS_EVENT_ASSIGNED: u32 = 4;
+/// Event: the registration failed with status `cause`.
+pub const DPS_EVENT_FAILED: u32 = 5;
+
+/// Progress callback. `userdata` is what was given with the callback;
+/// `event` is a `DPS_EVENT_*` value; `wait_ms` is the coming wait for
+/// `ASSIGNING` and `RETRYING` (else 0); `cause` is the failure status for
+/// `RETRYING` and `FAILED` (else `DPS_OK`). Runs on the thread that called
+/// into the client, inside that call. It must return normally (no longjmp, no
+/// C++ exception) and must not call functions on the same client, except
+/// `dps_client_cancel`.
+pub type dps_status_callback = Option<
+    unsafe extern "C" fn(userdata: *mut c_void, event: u32, wait_ms: u32, cause: dps_status),
+>;
+
+struct CallbackTarget {
+    cb: unsafe extern "C" fn(*mut c_void, u32, u32, dps_status),
+    userdata: *mut c_void,
+}
+// SAFETY: the C caller promises the callback and userdata may be used from
+// the thread that drives the client, which is the only place they are called.
+unsafe impl Send for CallbackTarget {}
+
+fn ms(d: std::time::Duration) -> u32 {
+    u32::try_from(d.as_millis()).unwrap_or(u32::MAX)
+}
+
+/// Locks the client, mapping NULL to `DPS_ERR_NULL_ARGUMENT` and a client
+/// poisoned by an earlier panic to `DPS_ERR_PANIC`.
+fn with_client(
+    client: *mut dps_client,
+    f: impl FnOnce(&mut ClientState) -> dps_status,
+) -> dps_status {
+    guard(DPS_ERR_PANIC, || {
+        // SAFETY: NULL or a live client.
+        let Some(c) = (unsafe { client.as_ref() }) else {
+            return DPS_ERR_NULL_ARGUMENT;
+        };
+        let Ok(mut state) = c.inner.lock() else {
+            return DPS_ERR_PANIC;
+        };
+        f(&mut state)
+    })
+}
+
+impl ClientState {
+    fn fail(&mut self, e: Error) -> dps_status {
+        let code = e.kind.code();
+        self.last_error = Some(dps_error::new(e));
+        code
+    }
+}
+
+/// Creates a client from `config`, which is validated and copied (the config
+/// may be changed or freed afterwards). Builds the TLS configuration once.
+///
+/// - `out`: receives the client; free it with `dps_client_free`.
+/// - `error_out`: may be NULL; on failure, receives an error to free with
+///   `dps_error_free`.
+///
+/// Returns `DPS_OK`, `DPS_ERR_NULL_ARGUMENT`, `DPS_ERR_NO_CREDENTIAL`,
+/// `DPS_ERR_INVALID_REGISTRATION_ID` (none set and no certificate CN),
+/// `DPS_ERR_INVALID_CERTIFICATE` (CN differs from the registration ID) or
+/// `DPS_ERR_INVALID_TRUST_ANCHOR` (no roots). Thread-safe for distinct `out`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn dps_client_new(
+    config: *const dps_config,
+    out: *mut *mut dps_client,
+    error_out: *mut *mut dps_error,
+) -> dps_status {
+    guard(DPS_ERR_PANIC, || {
+        // SAFETY: NULL or a live config.
+        let Some(cfg) = (unsafe { config.as_ref() }) else {
+            return DPS_ERR_NULL_ARGUMENT;
+        };
+        if out.is_null() {
+            return DPS_ERR_NULL_ARGUMENT;
+        }
+        match cfg.builder().build() {
+            Ok(c) => {
+                let client = Client::new(Arc::new(c));
+                let h = Box::new(dps_client {
+                    cancel: client.cancel_token(),
+                    inner: Mutex::new(ClientState {
+                        client,
+                        last_error: None,
+                    }),
+                });
+                // SAFETY: out is non-NULL and writable.
+                unsafe { put(out, Box::into_raw(h)) };
+                DPS_OK
+            }
+            // SAFETY: error_out is NULL or writable.
+            Err(e) => unsafe { report(e, error_out) },
+        }
+    })
+}
+
+/// Frees a client, closing its connection. NULL is ignored. Must not be
+/// called while another thread is inside a call on this client.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn dps_client_free(client: *mut dps_client) {
+    guard((), || {
+        if !client.is_null() {
+            // SAFETY: client came from dps_client_new and is freed once.
+            drop(unsafe { Box::from_raw(client) });
+        }
+    })
+}
+
+/// Registers the device, blocking until DPS assigns it, the registration
+/// fails, the deadline passes or `dps_client_cancel` is called. Retries
+/// throttling (429), server errors (5xx) and network failures, honouring
+/// `Retry-After`, within the deadline. Reuses one TLS connection.
+///
+/// - `out`: on `DPS_OK`, receives the registration; free it with
+///   `dps_registration_free`.
+///
+/// On failure returns the error status (for example `DPS_ERR_UNAUTHORIZED`,
+/// `DPS_ERR_REGISTRATION_FAILED`, `DPS_ERR_DISABLED`,
+/// `DPS_ERR_DEADLINE_EXCEEDED`, `DPS_ERR_CANCELLED`, a `DPS_ERR_TLS_*`) and
+/// the detail is available from `dps_client_last_error`. The client stays
+/// usable: a later call starts a new registration.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn dps_client_register(
+    client: *mut dps_client,
+    out: *mut *mut dps_registration,
+) -> dps_status {
+    with_client(client, |s| {
+        if out.is_null() {
+            return DPS_ERR_NULL_ARGUMENT;
+        }
+        s.last_error = None;
+        match s.client.register() {
+            Ok(r) => {
+                // SAFETY: out is non-NULL and writable.
+                unsafe { put(out, Box::into_raw(dps_registration::new(r))) };
+                DPS_OK
+            }
+            Err(e) => s.fail(e),
+        }
+    })
+}
+
+/// Advances a registration by at most one HTTP exchange, without sleeping:
+/// for super-loops and RTOS tasks. The first call starts a registration.
+///
+/// - `wait_ms`: on `DPS_PENDING`, receives how long to wait before the next
+///   call (calling earlier just returns `DPS_PENDING` again with the rest).
+/// - `out`: on `DPS_OK`, receives the registration (free with
+///   `dps_registration_free`).
+///
+/// Returns `DPS_PENDING` (call again), `DPS_OK` (done), or an error status
+/// as `dps_client_register` does (the registration is over; the next call
+/// starts a new one). Network I/O inside one call is bounded by the request
+/// timeout and the deadline.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn dps_client_step(
+    client: *mut dps_client,
+    wait_ms: *mut u32,
+    out: *mut *mut dps_registration,
+) -> dps_status {
+    with_client(client, |s| {
+        if out.is_null() || wait_ms.is_null() {
+            return DPS_ERR_NULL_ARGUMENT;
+        }
+        match s.client.step() {
+            Ok(Step::Pending(d)) => {
+                // SAFETY: wait_ms is non-NULL and writable.
+                unsafe { put(wait_ms, ms(d)) };
+                DPS_PENDING
+            }
+            Ok(Step::Done(r)) => {
+                s.last_error = None;
+                // SAFETY: out is non-NULL and writable.
+                unsafe { put(out, Box::into_raw(dps_registration::new(r))) };
+                DPS_OK
+            }
+            Err(e) => s.fail(e),
+        }
+    })
+}
+
+/// Asks DPS for the device's current registration (Device Registration
+/// Status Lookup: POST, not billable) without re-registering. Blocking, with
+/// the same retries and deadline as `dps_client_register`.
+///
+/// - `out`: on `DPS_OK`, receives the result (its status may be `FAILED` or
+///   `DISABLED`); free it with `dps_registration_free`.
+///
+/// Errors as `dps_client_register`; detail from `dps_client_last_error`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn dps_client_lookup(
+    client: *mut dps_client,
+    out: *mut *mut dps_registration,
+) -> dps_status {
+    with_client(client, |s| {
+        if out.is_null() {
+            return DPS_ERR_NULL_ARGUMENT;
+        }
+        s.last_error = None;
+        match s.client.lookup() {
+            Ok(r) => {
+                // SAFETY: out is non-NULL and writable.
+                unsafe { put(out, Box::into_raw(dps_registration::new(r))) };
+                DPS_OK
+            }
+            Err(e) => s.fail(e),
+        }
+    })
+}
+
+/// Cancels the registration or lookup in progress on `client`: a blocking
+/// call returns `DPS_ERR_CANCELLED` promptly (a wait is interrupted and the
+/// socket is shut down); with the step API, the next step returns it. The
+/// client stays usable. Safe from any thread, including a signal-free
+/// watchdog thread, and from the status callback. NULL is ignored.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn dps_client_cancel(client: *const dps_client) {
+    guard((), || {
+        // SAFETY: NULL or a live client; only the thread-safe token is touched.
+        if let Some(c) = unsafe { client.as_ref() } {
+            c.cancel.cancel();
+        }
+    })
+}
+
+/// Sets (or, with a NULL `callback`, clears) the progress callback.
+/// `userdata` is passed back as the first argument and is not touched
+/// otherwise; it must stay valid while the callback is set. Returns `DPS_OK`
+/// or `DPS_ERR_NULL_ARGUMENT`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn dps_client_set_status_callback(
+    client: *mut dps_client,
+    callback: dps_status_callback,
+    userdata: *mut c_void,
+) -> dps_status {
+    with_client(client, |s| {
+        let observer = callback.map(|cb| {
+            let t = CallbackTarget { cb, userdata };
+            Box::new(move |ev: Event| {
+                let t = &t;
+                let (event, wait, cause) = match ev {
+                    Event::Registering => (DPS_EVENT_REGISTERING, 0, DPS_OK),
+                    Event::Assigning { wait } => (DPS_EVENT_ASSIGNING, ms(wait), DPS_OK),
+                    Event::Retrying { wait, cause } => (DPS_EVENT_RETRYING, ms(wait), cause.code()),
+                    Event::Assigned => (DPS_EVENT_ASSIGNED, 0, DPS_OK),
+                    Event::Failed(kind) => (DPS_EVENT_FAILED, 0, kind.code()),
+                };
+                // SAFETY: the C caller supplied a valid function and userdata.
+                unsafe { (t.cb)(t.userdata, event, wait, cause) };
+            }) as crate::client::Observer
+        });
+        s.client.set_observer(observer);
+        DPS_OK
+    })
+}
+
+/// The error of the last failed call on this client, or NULL if it
+/// succeeded (or `client` is NULL). Borrowed: valid until the next call on
+/// this client or its free; do not pass it to `dps_error_free`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn dps_client_last_error(client: *const dps_client) -> *const dps_error {
+    guard(std::ptr::null(), || {
+        // SAFETY: NULL or a live client.
+        let Some(c) = (unsafe { client.as_ref() }) else {
+            return std::ptr::null();
+        };
+        match c.inner.lock() {
+            Ok(s) => s
+                .last_error
+                .as_deref()
+                .map_or(std::ptr::null(), |e| e as *const dps_error),
+            Err(_) => std::ptr::null(),
+        }
+    })
+}
+
+/// Formats the IoT Hub connection string for `reg` with this client's
+/// credential: `HostName=<hub>;DeviceId=<id>;SharedAccessKey=<key>` for
+/// symmetric keys (the derived key for group enrollments) or
+/// `HostName=<hub>;DeviceId=<id>;x509=true` for certificates. The result
+/// contains the device key: treat the buffer as a secret.
+///
+/// - `buf`, `cap`: receives the string and a NUL.
+/// - `out_len`: if not NULL, receives the string length (also on
+///   `DPS_ERR_BUFFER_TOO_SMALL`, to size the buffer).
+///
+/// Returns `DPS_OK`, `DPS_ERR_NULL_ARGUMENT`, `DPS_ERR_INVALID_STATE` (no hub
+/// or device ID in `reg`) or `DPS_ERR_BUFFER_TOO_SMALL`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn dps_client_connection_string(
+    client: *const dps_client,
+    reg: *const dps_registration,
+    buf: *mut c_char,
+    cap: usize,
+    out_len: *mut usize,
+) -> dps_status {
+    guard(DPS_ERR_PANIC, || {
+        // SAFETY: NULL or live objects.
+        let (Some(c), Some(r)) = (unsafe { client.as_ref() }, unsafe { reg.as_ref() }) else {
+            return DPS_ERR_NULL_ARGUMENT;
+        };
+        let Ok(s) = c.inner.lock() else {
+            return DPS_ERR_PANIC;
+        };
+        match crate::client::connection_string(&r.inner, s.client.config().credential()) {
+            // SAFETY: buf/cap/out_len per the contract.
+            Ok(cs) => unsafe { write_str_out(&cs, buf, cap, out_len) },
+            Err(e) => e.kind.code(),
+        }
+    })
+}
+
+/// Registers the device in one call: builds a client from `config`,
+/// registers (blocking, as `dps_client_register`), and frees the client.
+///
+/// - `out`: on `DPS_OK`, receives the registration (free with
+///   `dps_registration_free`).
+/// - `error_out`: may be NULL; on failure, receives the error detail (free
+///   with `dps_error_free`).
+///
+/// Use a `dps_client` instead to cancel, observe progress, or register again
+/// over the same connection. Thread-safe: several threads may call it with
+/// the same config at once.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn dps_register(
+    config: *const dps_config,
+    out: *mut *mut dps_registration,
+    error_out: *mut *mut dps_error,
+) -> dps_status {
+    guard(DPS_ERR_PANIC, || {
+        // SAFETY: NULL or a live config.
+        let Some(cfg) = (unsafe { config.as_ref() }) else {
+            return DPS_ERR_NULL_ARGUMENT;
+        };
+        if out.is_null() {
+            return DPS_ERR_NULL_ARGUMENT;
+        }
+        let result = cfg
+            .builder()
+            .build()
+            .and_then(|c| Client::new(Arc::new(c)).register());
+        match result {
+            Ok(r) => {
+                // SAFETY: out is non-NULL and writable.
+                unsafe { put(out, Box::into_raw(dps_registration::new(r))) };
+                DPS_OK
+            }
+            // SAFETY: error_out is NULL or writable.
+            Err(e) => unsafe { report(e, error_out) },
+        }
+    })
+}

@@ -1,0 +1,538 @@
+//! `dps_config`: the settings of a registration, built with setters.
+
+use std::ffi::{CString, c_char};
+use std::time::Duration;
+
+use super::*;
+use crate::config::ConfigBuilder;
+use crate::credential::X509Credential;
+use crate::error::{Error, ErrorKind};
+use crate::transport::tls::DefaultRoots;
+
+/// The settings for registering one device: ID scope, registration ID,
+/// credential, endpoint, trust, payload, timeouts.
+///
+/// Methods: `dps_config_new`, `dps_config_free`, `dps_config_last_error`, and
+/// the `dps_config_set_*` / `dps_config_add_*` setters. Used by
+/// `dps_register` and `dps_client_new`, which copy what they need.
+///
+/// Thread safety: setters must not run concurrently with any other use of
+/// the same config. Once configured, a config may be read (by `dps_register`
+/// and `dps_client_new`) from any number of threads at once.
+pub struct dps_config {
+    builder: ConfigBuilder,
+    last_error: Option<CString>,
+}
+
+/// Use the Azure subset of the Mozilla root bundle (DigiCert Global Root G2
+/// and G3, Microsoft RSA and ECC Root CA 2017). The default.
+pub const DPS_ROOTS_AZURE: u32 = 0;
+/// Use the whole Mozilla root bundle (about 150 roots).
+pub const DPS_ROOTS_MOZILLA: u32 = 1;
+/// Use no built-in roots: only those added with `dps_config_add_trusted_ca_*`.
+pub const DPS_ROOTS_NONE: u32 = 2;
+
+impl dps_config {
+    fn record(&mut self, r: Result<(), Error>) -> dps_status {
+        match r {
+            Ok(()) => {
+                self.last_error = None;
+                DPS_OK
+            }
+            Err(e) => {
+                self.last_error = Some(cstring(&e.message));
+                e.kind.code()
+            }
+        }
+    }
+
+    pub(crate) fn builder(&self) -> &ConfigBuilder {
+        &self.builder
+    }
+}
+
+/// Runs a setter on a non-NULL config, recording its error message.
+fn with_config(
+    config: *mut dps_config,
+    f: impl FnOnce(&mut ConfigBuilder) -> Result<(), Error>,
+) -> dps_status {
+    guard(DPS_ERR_PANIC, || {
+        // SAFETY: the caller passes NULL or a live config it does not share during the call.
+        let Some(c) = (unsafe { config.as_mut() }) else {
+            return DPS_ERR_NULL_ARGUMENT;
+        };
+        let r = f(&mut c.builder);
+        c.record(r)
+    })
+}
+
+fn read_file(path: &str) -> Result<Vec<u8>, Error> {
+    std::fs::read(path)
+        .map_err(|e| Error::new(ErrorKind::FileRead, format!("cannot read {path}: {e}")))
+}
+
+/// Creates a configuration for a device.
+///
+/// - `id_scope`: the DPS ID scope (for example `0ne00000001`); copied.
+/// - `registration_id`: the device's registration ID; copied. May be NULL when
+///   an X.509 credential is set: the leaf certificate's subject CN is used.
+/// - `out`: receives the new config on success; free it with `dps_config_free`.
+///
+/// Defaults: endpoint `global.azure-devices-provisioning.net:443`,
+/// api-version `2021-06-01`, Azure roots, deadline 5 min, request timeout
+/// 30 s, SAS lifetime 1 h, no proxy, no payload.
+///
+/// Returns `DPS_OK`, `DPS_ERR_NULL_ARGUMENT`, `DPS_ERR_INVALID_UTF8`,
+/// `DPS_ERR_INVALID_ID_SCOPE` or `DPS_ERR_INVALID_REGISTRATION_ID`; `*out` is
+/// untouched on failure. Thread-safe.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn dps_config_new(
+    id_scope: *const c_char,
+    registration_id: *const c_char,
+    out: *mut *mut dps_config,
+) -> dps_status {
+    guard(DPS_ERR_PANIC, || {
+        if out.is_null() {
+            return DPS_ERR_NULL_ARGUMENT;
+        }
+        let r = (|| {
+            // SAFETY: C strings per the contract above.
+            let scope = unsafe { str_arg(id_scope, "id_scope") }?;
+            let id = unsafe { opt_str_arg(registration_id, "registration_id") }?;
+            let mut b = ConfigBuilder::new(scope)?;
+            if let Some(id) = id {
+                b.registration_id(id)?;
+            }
+            Ok::<_, Error>(b)
+        })();
+        match r {
+            Ok(builder) => {
+                let c = Box::new(dps_config {
+                    builder,
+                    last_error: None,
+                });
+                // SAFETY: out is non-NULL and writable per the contract.
+                unsafe { put(out, Box::into_raw(c)) };
+                DPS_OK
+            }
+            Err(e) => e.kind.code(),
+        }
+    })
+}
+
+/// Frees a config and zeroizes the secrets it holds (keys, passwords).
+/// NULL is ignored. Clients and registrations made from it stay valid.
+/// Must not be called while another thread uses the config.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn dps_config_free(config: *mut dps_config) {
+    guard((), || {
+        if !config.is_null() {
+            // SAFETY: config came from dps_config_new and is freed once.
+            drop(unsafe { Box::from_raw(config) });
+        }
+    })
+}
+
+/// The message of the last failed setter on this config, or NULL if the last
+/// setter succeeded. Borrowed: valid until the next call on this config or
+/// its free. Never contains secrets.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn dps_config_last_error(config: *const dps_config) -> *const c_char {
+    guard(std::ptr::null(), || {
+        // SAFETY: NULL or a live config.
+        unsafe { config.as_ref() }
+            .and_then(|c| c.last_error.as_ref())
+            .map_or(std::ptr::null(), |m| m.as_ptr())
+    })
+}
+
+/// Authenticates with an individual enrollment's symmetric key (base64, 16-64
+/// bytes decoded). The key is copied and zeroized on free; SAS tokens are
+/// signed from it. Replaces any previous credential.
+///
+/// Returns `DPS_OK`, `DPS_ERR_NULL_ARGUMENT`, `DPS_ERR_INVALID_UTF8` or
+/// `DPS_ERR_INVALID_KEY`. Not thread-safe on the same config.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn dps_config_set_symmetric_key(
+    config: *mut dps_config,
+    base64_key: *const c_char,
+) -> dps_status {
+    with_config(config, |b| {
+        // SAFETY: C string per the contract.
+        b.symmetric_key(unsafe { str_arg(base64_key, "base64_key") }?)
+            .map(drop)
+    })
+}
+
+/// Authenticates with an enrollment group key (base64): the device key is
+/// derived as HMAC-SHA256(group key, registration ID) when a client is made.
+/// The group key is copied and zeroized on free. Replaces any previous
+/// credential.
+///
+/// Returns `DPS_OK`, `DPS_ERR_NULL_ARGUMENT`, `DPS_ERR_INVALID_UTF8` or
+/// `DPS_ERR_INVALID_KEY`. Not thread-safe on the same config.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn dps_config_set_group_key(
+    config: *mut dps_config,
+    base64_group_key: *const c_char,
+) -> dps_status {
+    with_config(config, |b| {
+        // SAFETY: C string per the contract.
+        b.group_key(unsafe { str_arg(base64_group_key, "base64_group_key") }?)
+            .map(drop)
+    })
+}
+
+/// Authenticates with an X.509 certificate chain and private key, in PEM.
+///
+/// - `cert_chain_pem`: the leaf first, then any intermediates; all are sent in
+///   the TLS handshake.
+/// - `key_pem`: PKCS#8, PKCS#1 RSA, SEC1 EC or encrypted PKCS#8.
+/// - `key_password`: for an encrypted key, else NULL.
+///
+/// All are copied; the key is checked against the certificate here, before
+/// any network traffic. Replaces any previous credential.
+///
+/// Returns `DPS_OK`, `DPS_ERR_NULL_ARGUMENT`, `DPS_ERR_INVALID_UTF8`,
+/// `DPS_ERR_INVALID_CERTIFICATE`, `DPS_ERR_INVALID_PRIVATE_KEY`,
+/// `DPS_ERR_KEY_PASSWORD` or `DPS_ERR_KEY_MISMATCH`. Not thread-safe on the
+/// same config.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn dps_config_set_x509_pem(
+    config: *mut dps_config,
+    cert_chain_pem: *const c_char,
+    key_pem: *const c_char,
+    key_password: *const c_char,
+) -> dps_status {
+    with_config(config, |b| {
+        // SAFETY: C strings per the contract.
+        let (cert, key, pw) = unsafe {
+            (
+                str_arg(cert_chain_pem, "cert_chain_pem")?,
+                str_arg(key_pem, "key_pem")?,
+                opt_str_arg(key_password, "key_password")?,
+            )
+        };
+        let x = X509Credential::from_pem(cert.as_bytes(), key.as_bytes(), pw.map(str::as_bytes))?;
+        b.x509(x);
+        Ok(())
+    })
+}
+
+/// Like `dps_config_set_x509_pem`, reading the PEM files at these paths
+/// (read once, during this call). Also returns `DPS_ERR_FILE_READ`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn dps_config_set_x509_pem_files(
+    config: *mut dps_config,
+    cert_chain_path: *const c_char,
+    key_path: *const c_char,
+    key_password: *const c_char,
+) -> dps_status {
+    with_config(config, |b| {
+        // SAFETY: C strings per the contract.
+        let (cert, key, pw) = unsafe {
+            (
+                str_arg(cert_chain_path, "cert_chain_path")?,
+                str_arg(key_path, "key_path")?,
+                opt_str_arg(key_password, "key_password")?,
+            )
+        };
+        let (cert, key) = (read_file(cert)?, zeroize::Zeroizing::new(read_file(key)?));
+        b.x509(X509Credential::from_pem(
+            &cert,
+            &key,
+            pw.map(str::as_bytes),
+        )?);
+        Ok(())
+    })
+}
+
+/// Authenticates with a PKCS#12 (.pfx/.p12) file's certificate chain and key.
+///
+/// - `der`, `len`: the file's bytes; copied during the call.
+/// - `password`: its password ("" for none); copied and not kept.
+///
+/// Returns `DPS_OK`, `DPS_ERR_NULL_ARGUMENT`, `DPS_ERR_INVALID_UTF8`,
+/// `DPS_ERR_INVALID_PKCS12`, `DPS_ERR_PKCS12_PASSWORD`,
+/// `DPS_ERR_INVALID_PRIVATE_KEY`, `DPS_ERR_KEY_MISMATCH`, or
+/// `DPS_ERR_UNSUPPORTED` when the library was built without the `pkcs12`
+/// feature. Not thread-safe on the same config.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn dps_config_set_pkcs12(
+    config: *mut dps_config,
+    der: *const u8,
+    len: usize,
+    password: *const c_char,
+) -> dps_status {
+    with_config(config, |b| {
+        if der.is_null() {
+            return Err(Error::new(ErrorKind::NullArgument, "der is NULL"));
+        }
+        // SAFETY: der is valid for len bytes per the contract; password is a C string.
+        let (bytes, pw) = unsafe {
+            (
+                std::slice::from_raw_parts(der, len),
+                str_arg(password, "password")?,
+            )
+        };
+        set_pkcs12(b, bytes, pw)
+    })
+}
+
+/// Like `dps_config_set_pkcs12`, reading the file at `path` (once, during
+/// this call). Also returns `DPS_ERR_FILE_READ`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn dps_config_set_pkcs12_file(
+    config: *mut dps_config,
+    path: *const c_char,
+    password: *const c_char,
+) -> dps_status {
+    with_config(config, |b| {
+        // SAFETY: C strings per the contract.
+        let (path, pw) = unsafe { (str_arg(path, "path")?, str_arg(password, "password")?) };
+        let bytes = zeroize::Zeroizing::new(read_file(path)?);
+        set_pkcs12(b, &bytes, pw)
+    })
+}
+
+#[cfg(feature = "pkcs12")]
+fn set_pkcs12(b: &mut ConfigBuilder, der: &[u8], password: &str) -> Result<(), Error> {
+    b.x509(X509Credential::from_pkcs12(der, password)?);
+    Ok(())
+}
+
+#[cfg(not(feature = "pkcs12"))]
+fn set_pkcs12(_: &mut ConfigBuilder, _: &[u8], _: &str) -> Result<(), Error> {
+    Err(Error::new(
+        ErrorKind::Unsupported,
+        "this build of dps has no PKCS#12 support (feature `pkcs12`)",
+    ))
+}
+
+/// Sends a custom allocation payload with the registration. `json` must be a
+/// JSON object; it is checked and copied. Returns `DPS_OK`,
+/// `DPS_ERR_NULL_ARGUMENT`, `DPS_ERR_INVALID_UTF8` or
+/// `DPS_ERR_INVALID_PAYLOAD`. Not thread-safe on the same config.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn dps_config_set_payload_json(
+    config: *mut dps_config,
+    json: *const c_char,
+) -> dps_status {
+    with_config(config, |b| {
+        // SAFETY: C string per the contract.
+        b.payload_json(unsafe { str_arg(json, "json") }?).map(drop)
+    })
+}
+
+/// Sets the DPS endpoint, `host` or `host:port` (default
+/// `global.azure-devices-provisioning.net`, port 443). The host is also the
+/// TLS server name (SNI) and must match the server certificate. Copied.
+/// Returns `DPS_OK`, `DPS_ERR_NULL_ARGUMENT`, `DPS_ERR_INVALID_UTF8` or
+/// `DPS_ERR_INVALID_ENDPOINT`. Not thread-safe on the same config.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn dps_config_set_endpoint(
+    config: *mut dps_config,
+    host_port: *const c_char,
+) -> dps_status {
+    with_config(config, |b| {
+        // SAFETY: C string per the contract.
+        b.endpoint(unsafe { str_arg(host_port, "host_port") }?)
+            .map(drop)
+    })
+}
+
+/// Overrides the `api-version` query parameter (default `2021-06-01`).
+/// Copied. Returns `DPS_OK`, `DPS_ERR_NULL_ARGUMENT`, `DPS_ERR_INVALID_UTF8`
+/// or `DPS_ERR_INVALID_ARGUMENT`. Not thread-safe on the same config.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn dps_config_set_api_version(
+    config: *mut dps_config,
+    api_version: *const c_char,
+) -> dps_status {
+    with_config(config, |b| {
+        // SAFETY: C string per the contract.
+        b.api_version(unsafe { str_arg(api_version, "api_version") }?)
+            .map(drop)
+    })
+}
+
+/// Adds `forceRegistration=true` to the register request when `force` is
+/// true. Returns `DPS_OK` or `DPS_ERR_NULL_ARGUMENT`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn dps_config_set_force_registration(
+    config: *mut dps_config,
+    force: bool,
+) -> dps_status {
+    with_config(config, |b| {
+        b.force_registration(force);
+        Ok(())
+    })
+}
+
+/// Adds trusted root certificates (one or more PEM blocks) for verifying the
+/// server; parsed once, here. Verification is never turned off: this is how
+/// to trust a private DPS or the emulator. Returns `DPS_OK`,
+/// `DPS_ERR_NULL_ARGUMENT`, `DPS_ERR_INVALID_UTF8` or
+/// `DPS_ERR_INVALID_TRUST_ANCHOR`. Not thread-safe on the same config.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn dps_config_add_trusted_ca_pem(
+    config: *mut dps_config,
+    pem: *const c_char,
+) -> dps_status {
+    with_config(config, |b| {
+        // SAFETY: C string per the contract.
+        b.add_trusted_roots_pem(unsafe { str_arg(pem, "pem") }?.as_bytes())
+            .map(drop)
+    })
+}
+
+/// Like `dps_config_add_trusted_ca_pem`, reading the PEM file at `path`.
+/// Also returns `DPS_ERR_FILE_READ`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn dps_config_add_trusted_ca_file(
+    config: *mut dps_config,
+    path: *const c_char,
+) -> dps_status {
+    with_config(config, |b| {
+        // SAFETY: C string per the contract.
+        let pem = read_file(unsafe { str_arg(path, "path") }?)?;
+        b.add_trusted_roots_pem(&pem).map(drop)
+    })
+}
+
+/// Chooses the built-in roots: `DPS_ROOTS_AZURE` (default),
+/// `DPS_ROOTS_MOZILLA` or `DPS_ROOTS_NONE`. Returns `DPS_OK`,
+/// `DPS_ERR_NULL_ARGUMENT` or `DPS_ERR_INVALID_ARGUMENT` (unknown value).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn dps_config_set_default_roots(
+    config: *mut dps_config,
+    roots: u32,
+) -> dps_status {
+    with_config(config, |b| {
+        let r = match roots {
+            DPS_ROOTS_AZURE => DefaultRoots::Azure,
+            DPS_ROOTS_MOZILLA => DefaultRoots::Mozilla,
+            DPS_ROOTS_NONE => DefaultRoots::None,
+            _ => {
+                return Err(Error::new(
+                    ErrorKind::InvalidArgument,
+                    format!("unknown roots value {roots}"),
+                ));
+            }
+        };
+        b.default_roots(r);
+        Ok(())
+    })
+}
+
+/// Sends all traffic through an HTTP CONNECT proxy,
+/// `http://[user:password@]host[:port]` (port 8080 if absent; user and
+/// password may be percent-encoded and are sent as Basic auth). Copied; the
+/// credentials are zeroized on free and never logged. Returns `DPS_OK`,
+/// `DPS_ERR_NULL_ARGUMENT`, `DPS_ERR_INVALID_UTF8` or `DPS_ERR_INVALID_PROXY`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn dps_config_set_proxy(
+    config: *mut dps_config,
+    url: *const c_char,
+) -> dps_status {
+    with_config(config, |b| {
+        // SAFETY: C string per the contract.
+        b.proxy(unsafe { str_arg(url, "url") }?).map(drop)
+    })
+}
+
+/// Opts in to `HTTPS_PROXY` / `https_proxy`, honouring `NO_PROXY`; reads the
+/// environment now (set the endpoint first). Without this call the
+/// environment is ignored. Returns `DPS_OK` (also when no proxy applies),
+/// `DPS_ERR_NULL_ARGUMENT` or `DPS_ERR_INVALID_PROXY`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn dps_config_use_proxy_from_env(config: *mut dps_config) -> dps_status {
+    with_config(config, |b| b.proxy_from_env().map(drop))
+}
+
+/// Sets the overall deadline of one registration in milliseconds (default
+/// 300000), covering every request, wait and retry. Returns `DPS_OK`,
+/// `DPS_ERR_NULL_ARGUMENT` or `DPS_ERR_INVALID_ARGUMENT` (0).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn dps_config_set_timeout_ms(
+    config: *mut dps_config,
+    deadline_ms: u32,
+) -> dps_status {
+    with_config(config, |b| {
+        b.deadline(Duration::from_millis(deadline_ms.into()))
+            .map(drop)
+    })
+}
+
+/// Sets the per-request timeout in milliseconds: connect, TLS handshake and
+/// the whole response (default 30000). Returns `DPS_OK`,
+/// `DPS_ERR_NULL_ARGUMENT` or `DPS_ERR_INVALID_ARGUMENT` (0).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn dps_config_set_request_timeout_ms(
+    config: *mut dps_config,
+    timeout_ms: u32,
+) -> dps_status {
+    with_config(config, |b| {
+        b.request_timeout(Duration::from_millis(timeout_ms.into()))
+            .map(drop)
+    })
+}
+
+/// Sets the SAS token lifetime in seconds (default 3600); tokens are renewed
+/// when a tenth of it (at least 30 s) remains. Returns `DPS_OK`,
+/// `DPS_ERR_NULL_ARGUMENT` or `DPS_ERR_INVALID_ARGUMENT` (0).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn dps_config_set_sas_ttl_s(
+    config: *mut dps_config,
+    ttl_s: u32,
+) -> dps_status {
+    with_config(config, |b| {
+        b.sas_ttl(Duration::from_secs(ttl_s.into())).map(drop)
+    })
+}
+
+/// Sets the exponential backoff bounds for retries when DPS sends no
+/// `Retry-After` (default 1000 to 60000 ms, with jitter). Returns `DPS_OK`,
+/// `DPS_ERR_NULL_ARGUMENT` or `DPS_ERR_INVALID_ARGUMENT` (min > max).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn dps_config_set_backoff_ms(
+    config: *mut dps_config,
+    min_ms: u32,
+    max_ms: u32,
+) -> dps_status {
+    with_config(config, |b| {
+        b.backoff(
+            Duration::from_millis(min_ms.into()),
+            Duration::from_millis(max_ms.into()),
+        )
+        .map(drop)
+    })
+}
+
+/// Sets the poll interval used when DPS sends no `Retry-After` (default 2000
+/// ms). Returns `DPS_OK` or `DPS_ERR_NULL_ARGUMENT`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn dps_config_set_poll_interval_ms(
+    config: *mut dps_config,
+    interval_ms: u32,
+) -> dps_status {
+    with_config(config, |b| {
+        b.poll_interval(Duration::from_millis(interval_ms.into()));
+        Ok(())
+    })
+}
+
+/// Appends text (at most 128 printable characters) to the User-Agent, for
+/// example a firmware version. Copied. Returns `DPS_OK`,
+/// `DPS_ERR_NULL_ARGUMENT`, `DPS_ERR_INVALID_UTF8` or `DPS_ERR_INVALID_ARGUMENT`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn dps_config_set_user_agent_suffix(
+    config: *mut dps_config,
+    suffix: *const c_char,
+) -> dps_status {
+    with_config(config, |b| {
+        // SAFETY: C string per the contract.
+        b.user_agent_suffix(unsafe { str_arg(suffix, "suffix") }?)
+            .map(drop)
+    })
+}
