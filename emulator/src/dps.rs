@@ -127,8 +127,13 @@ struct Operation {
 struct State {
     devices: HashMap<String, Device>,
     operations: HashMap<String, Operation>,
+    /// Insertion order of `operations`, to forget the oldest beyond `MAX_OPERATIONS`.
+    op_order: VecDeque<String>,
     op_counter: u64,
 }
+
+/// Operations remembered (so long benchmarks do not grow memory without bound).
+const MAX_OPERATIONS: usize = 100_000;
 
 pub struct Service {
     config: RwLock<Arc<Config>>,
@@ -509,6 +514,10 @@ impl Service {
                 substatus: "initialAssignment",
             },
             None if !enr.enabled => Outcome::Disabled,
+            None if enr.hubs.is_empty() => Outcome::Failed {
+                error_code: 400208,
+                message: "No IoT hub is available for the device.".into(),
+            },
             None => {
                 let n = (dev.registrations - 1) as usize;
                 let hubs = &enr.hubs;
@@ -589,6 +598,12 @@ impl Service {
             crate::util::hex_lower(&crate::util::random_bytes::<8>()),
             uuid_v4()
         );
+        if st.op_order.len() >= MAX_OPERATIONS
+            && let Some(old) = st.op_order.pop_front()
+        {
+            st.operations.remove(&old);
+        }
+        st.op_order.push_back(op_id.clone());
         st.operations.insert(
             op_id.clone(),
             Operation {

@@ -161,7 +161,9 @@ pub(crate) fn accept_loop(shared: Arc<Shared>, listener: TcpListener) {
         let spawned = std::thread::Builder::new()
             .name(format!("dps-emu-conn-{id}"))
             .spawn(move || {
-                serve(&sh, sock, id);
+                // A bug must not leak the connection slot nor take the emulator down.
+                let _ =
+                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| serve(&sh, sock, id)));
                 lock(&sh.conns).remove(&id);
                 sh.active.fetch_sub(1, Ordering::SeqCst);
             });

@@ -453,58 +453,98 @@ fn x509_individual_and_group_chains() {
     assert!(emu.log_lines().iter().any(|l| l.contains("x509 refused")));
 }
 
-#[test]
-fn x509_openssl_style_ca_true_self_signed_leaf() {
-    // `openssl req -x509` makes CA:TRUE leaves: accepted by thumbprint.
-    let dir = std::env::temp_dir().join(format!("dps-emu-openssl-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let (k, c) = (dir.join("k.pem"), dir.join("c.pem"));
-    let ok = std::process::Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=dev-openssl",
-        ])
+fn openssl_self_signed(
+    dir: &std::path::Path,
+    cn: &str,
+    newkey: &[&str],
+) -> Option<(String, String)> {
+    let (k, c) = (dir.join(format!("{cn}.key")), dir.join(format!("{cn}.pem")));
+    let out = std::process::Command::new("openssl")
+        .args(["req", "-x509", "-nodes", "-days", "2", "-subj"])
+        .arg(format!("/CN={cn}"))
+        .args(newkey)
         .arg("-keyout")
         .arg(&k)
         .arg("-out")
         .arg(&c)
-        .output();
-    let Ok(out) = ok else {
-        eprintln!("openssl not available; skipping");
-        return;
-    };
+        .output()
+        .ok()?;
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let cert = std::fs::read_to_string(&c).unwrap();
-    let key = std::fs::read_to_string(&k).unwrap();
+    Some((
+        std::fs::read_to_string(&c).unwrap(),
+        std::fs::read_to_string(&k).unwrap(),
+    ))
+}
+
+#[test]
+fn x509_openssl_ca_true_self_signed_leaves_ec_and_rsa() {
+    // `openssl req -x509` makes CA:TRUE leaves: accepted by thumbprint. RSA keys work too.
+    let dir = std::env::temp_dir().join(format!("dps-emu-openssl-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let Some(ec) = openssl_self_signed(
+        &dir,
+        "dev-ec",
+        &["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"],
+    ) else {
+        eprintln!("openssl not available; skipping");
+        return;
+    };
+    let rsa = openssl_self_signed(&dir, "dev-rsa", &["-newkey", "rsa:2048"]).unwrap();
     use rustls::pki_types::CertificateDer;
     use rustls::pki_types::pem::PemObject;
-    let der = CertificateDer::from_pem_slice(cert.as_bytes()).unwrap();
-    let tp: String = ring::digest::digest(&ring::digest::SHA256, der.as_ref())
-        .as_ref()
-        .iter()
-        .map(|b| format!("{b:02X}:"))
-        .collect();
+    let tp = |pem: &str| -> String {
+        let der = CertificateDer::from_pem_slice(pem.as_bytes()).unwrap();
+        let hex: String = ring::digest::digest(&ring::digest::SHA256, der.as_ref())
+            .as_ref()
+            .iter()
+            .map(|b| format!("{b:02X}:"))
+            .collect();
+        hex.trim_end_matches(':').to_string()
+    };
     let emu = start(&format!(
-        "{}\n[[enrollments]]\nregistration_id = \"dev-openssl\"\nattestation = \"x509\"\nthumbprint = \"{}\"\n",
+        "{}\n[[enrollments]]\nregistration_id = \"dev-ec\"\nattestation = \"x509\"\nthumbprint = \"{}\"\n\n[[enrollments]]\nregistration_id = \"dev-rsa\"\nattestation = \"x509\"\nthumbprint = \"{}\"\n",
         base_toml(),
-        tp.trim_end_matches(':')
+        tp(&ec.0),
+        tp(&rsa.0)
     ));
-    let mut cl = Client::connect_cert(&emu, &cert, &key);
-    assert_eq!(register_x509(&mut cl, "dev-openssl").status, 200);
+    for tls12 in [false, true] {
+        let cfg = tls_config(&emu.ca_pem(), Some((&ec.0, &ec.1)), tls12);
+        let mut cl = Client::connect_with(&emu, cfg);
+        assert_eq!(register_x509(&mut cl, "dev-ec").status, 200);
+        let cfg = tls_config(&emu.ca_pem(), Some((&rsa.0, &rsa.1)), tls12);
+        let mut cl = Client::connect_with(&emu, cfg);
+        assert_eq!(register_x509(&mut cl, "dev-rsa").status, 200);
+    }
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn tls_versions_are_configurable() {
+    let emu = start(&format!("{}\n[tls]\nversions = [\"1.3\"]\n", base_toml()));
+    let sock = std::net::TcpStream::connect(("127.0.0.1", emu.port())).unwrap();
+    let conn = rustls::ClientConnection::new(
+        tls_config(&emu.ca_pem(), None, true),
+        "localhost".try_into().unwrap(),
+    )
+    .unwrap();
+    let mut s = rustls::StreamOwned::new(conn, sock);
+    let mut failed = false;
+    while s.conn.is_handshaking() {
+        if s.conn.complete_io(&mut s.sock).is_err() {
+            failed = true;
+            break;
+        }
+    }
+    assert!(
+        failed,
+        "TLS 1.2 client must be refused by a 1.3-only emulator"
+    );
+    let mut c = Client::connect(&emu);
+    assert_eq!(c.request("GET", "/", &[], None).status, 404);
 }
 
 #[test]
