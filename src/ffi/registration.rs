@@ -365,31 +365,28 @@ pub unsafe extern "C" fn dps_derive_device_key(
     })
 }
 
+#[cfg(feature = "pkcs12")]
+const VERSION: &std::ffi::CStr = c"dps/0.1.0 (rustls 0.23, ring; pkcs12)";
+#[cfg(not(feature = "pkcs12"))]
+const VERSION: &std::ffi::CStr = c"dps/0.1.0 (rustls 0.23, ring)";
+
 /// The library version and build, for example
 /// `"dps/0.1.0 (rustls 0.23, ring; pkcs12)"`. Static; never NULL; thread-safe.
 #[unsafe(no_mangle)]
 pub extern "C" fn dps_version() -> *const c_char {
-    const V: &std::ffi::CStr = {
-        #[cfg(feature = "pkcs12")]
-        {
-            c"dps/0.1.0 (rustls 0.23, ring; pkcs12)"
-        }
-        #[cfg(not(feature = "pkcs12"))]
-        {
-            c"dps/0.1.0 (rustls 0.23, ring)"
-        }
-    };
-    V.as_ptr()
+    guard(VERSION.as_ptr(), || VERSION.as_ptr())
 }
 
 /// The library version as `0xMMmmpp` (major, minor, patch); compare it with
 /// the header's `DPS_VERSION_NUMBER` to detect a header/library mismatch.
 #[unsafe(no_mangle)]
 pub extern "C" fn dps_version_number() -> u32 {
-    let p = |s: &str| s.parse::<u32>().unwrap_or(0);
-    (p(env!("CARGO_PKG_VERSION_MAJOR")) << 16)
-        | (p(env!("CARGO_PKG_VERSION_MINOR")) << 8)
-        | p(env!("CARGO_PKG_VERSION_PATCH"))
+    guard(0, || {
+        let p = |s: &str| s.parse::<u32>().unwrap_or(0);
+        (p(env!("CARGO_PKG_VERSION_MAJOR")) << 16)
+            | (p(env!("CARGO_PKG_VERSION_MINOR")) << 8)
+            | p(env!("CARGO_PKG_VERSION_PATCH"))
+    })
 }
 
 #[cfg(test)]
