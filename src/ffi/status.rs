@@ -2,6 +2,7 @@
 
 use std::ffi::c_char;
 
+use super::guard;
 use crate::error::ErrorKind;
 
 /// The result of every fallible function: `DPS_OK` (0) or an error code.
@@ -163,7 +164,7 @@ pub(crate) const ALL_KINDS: [ErrorKind; 46] = {
 /// codes give "unknown status". Thread-safe; the string must not be freed.
 #[unsafe(no_mangle)]
 pub extern "C" fn dps_status_str(status: dps_status) -> *const c_char {
-    super::guard(c"unknown status".as_ptr(), || status_cstr(status).as_ptr())
+    guard(c"unknown status".as_ptr(), || status_cstr(status).as_ptr())
 }
 
 fn status_cstr(status: dps_status) -> &'static std::ffi::CStr {
