@@ -67,6 +67,9 @@ pub struct Config {
     pub strict_polling: bool,
     /// Print one line per request to stderr (the binary turns this on).
     pub log_requests: bool,
+    /// Answer with `Transfer-Encoding: chunked` as the real service does (default); `false`
+    /// sends `Content-Length`.
+    pub chunked_responses: bool,
     pub hubs: Vec<Hub>,
     pub enrollments: Vec<Enrollment>,
     pub tls: TlsSettings,
@@ -83,6 +86,7 @@ impl Default for Config {
             api_versions: DEFAULT_API_VERSIONS.iter().map(|s| s.to_string()).collect(),
             strict_polling: false,
             log_requests: false,
+            chunked_responses: true,
             hubs: Vec::new(),
             enrollments: Vec::new(),
             tls: TlsSettings::default(),
@@ -286,6 +290,7 @@ struct RawConfig {
     api_versions: Option<Vec<String>>,
     strict_polling: Option<bool>,
     log_requests: Option<bool>,
+    chunked_responses: Option<bool>,
     #[serde(default)]
     hubs: Vec<RawHub>,
     #[serde(default)]
@@ -590,6 +595,7 @@ fn validate(raw: RawConfig, src: &Source<'_>, base: Option<&Path>) -> Result<Con
     }
     cfg.strict_polling = raw.strict_polling.unwrap_or(false);
     cfg.log_requests = raw.log_requests.unwrap_or(false);
+    cfg.chunked_responses = raw.chunked_responses.unwrap_or(true);
 
     for (i, h) in raw.hubs.into_iter().enumerate() {
         let line = src.hub_line(i);

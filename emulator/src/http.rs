@@ -307,8 +307,14 @@ impl Response {
         }
     }
 
-    /// Serialises status line, headers (plus Content-Length, Date, Connection) and body.
-    pub fn to_bytes(&self, close: bool) -> Vec<u8> {
+    /// Serialises status line, headers (plus Date, Connection and Content-Length or
+    /// `Transfer-Encoding: chunked`) and body.
+    pub fn to_bytes(&self, close: bool, chunked: bool) -> Vec<u8> {
+        self.encode(close, chunked).0
+    }
+
+    /// Like `to_bytes`, also returning the offset where the body starts.
+    pub fn encode(&self, close: bool, chunked: bool) -> (Vec<u8>, usize) {
         let mut out = format!("HTTP/1.1 {} {}\r\n", self.status, reason(self.status));
         for (k, v) in &self.headers {
             out.push_str(k);
@@ -317,13 +323,31 @@ impl Response {
             out.push_str("\r\n");
         }
         out.push_str(&format!(
-            "Date: {}\r\nContent-Length: {}\r\nConnection: {}\r\n\r\n",
-            crate::util::http_date(std::time::SystemTime::now()),
-            self.body.len(),
-            if close { "close" } else { "keep-alive" }
+            "Date: {}\r\n",
+            crate::util::http_date(std::time::SystemTime::now())
         ));
+        if chunked {
+            out.push_str("Transfer-Encoding: chunked\r\n");
+        } else {
+            out.push_str(&format!("Content-Length: {}\r\n", self.body.len()));
+        }
+        out.push_str(if close {
+            "Connection: close\r\n\r\n"
+        } else {
+            "Connection: keep-alive\r\n\r\n"
+        });
         let mut bytes = out.into_bytes();
-        bytes.extend_from_slice(&self.body);
-        bytes
+        let start = bytes.len();
+        if chunked {
+            for c in self.body.chunks(4096) {
+                bytes.extend_from_slice(format!("{:x}\r\n", c.len()).as_bytes());
+                bytes.extend_from_slice(c);
+                bytes.extend_from_slice(b"\r\n");
+            }
+            bytes.extend_from_slice(b"0\r\n\r\n");
+        } else {
+            bytes.extend_from_slice(&self.body);
+        }
+        (bytes, start)
     }
 }

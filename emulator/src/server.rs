@@ -225,7 +225,7 @@ fn serve(shared: &Shared, sock: TcpStream, id: u64) {
             Err(ReadError::Idle) => break,
             Err(ReadError::Reject(status, why)) => {
                 let r = reject(status, why);
-                let _ = s.write_all(&r.to_bytes(true));
+                let _ = s.write_all(&r.to_bytes(true, false));
                 shared.count_route(format!("other {status}"));
                 shared.log(format!(
                     "{} #{id} {peer} malformed request -> {status} ({why})",
@@ -247,6 +247,8 @@ fn serve(shared: &Shared, sock: TcpStream, id: u64) {
         let started = Instant::now();
         let h = shared.service.handle(&req, &chain);
         let close = req.wants_close();
+        // Like the real service: chunked answers (HTTP/1.1 clients), unless configured otherwise.
+        let chunked = cfg.chunked_responses && req.minor_version >= 1;
         if let Some(d) = h.delay
             && shared.sleep(d)
         {
@@ -280,7 +282,7 @@ fn serve(shared: &Shared, sock: TcpStream, id: u64) {
         let mut keep = !close;
         match h.delivery {
             Delivery::Normal => {
-                if s.write_all(&h.response.to_bytes(close)).is_err() {
+                if s.write_all(&h.response.to_bytes(close, chunked)).is_err() {
                     keep = false;
                 }
             }
@@ -289,8 +291,8 @@ fn serve(shared: &Shared, sock: TcpStream, id: u64) {
                 keep = false;
             }
             Delivery::Truncate => {
-                let bytes = h.response.to_bytes(true);
-                let cut = bytes.len() - h.response.body.len() / 2 - 1;
+                let (bytes, start) = h.response.encode(true, chunked);
+                let cut = start + (bytes.len() - start) / 2;
                 let _ = s.write_all(&bytes[..cut.min(bytes.len())]);
                 let _ = s.sock.shutdown(Shutdown::Both);
                 keep = false;
@@ -299,7 +301,7 @@ fn serve(shared: &Shared, sock: TcpStream, id: u64) {
                 chunk_bytes,
                 interval_ms,
             } => {
-                let bytes = h.response.to_bytes(close);
+                let bytes = h.response.to_bytes(close, chunked);
                 for c in bytes.chunks(chunk_bytes.max(1)) {
                     if s.write_all(c).is_err() || shared.sleep(Duration::from_millis(interval_ms)) {
                         keep = false;

@@ -55,6 +55,11 @@ fn individual_symmetric_key_full_flow_on_one_connection() {
         Some(r#"{"registrationId":"dev-sym"}"#),
     );
     assert_eq!(r.status, 202);
+    assert_eq!(
+        r.header("Transfer-Encoding"),
+        Some("chunked"),
+        "like the real service"
+    );
     assert_eq!(r.header("Retry-After"), Some("0"));
     assert_eq!(
         r.header("Location").unwrap(),
@@ -742,4 +747,17 @@ fn expect_100_continue() {
     assert_eq!(r.status, 100);
     c.send_raw(body.as_bytes()).unwrap();
     assert_eq!(c.read_response().unwrap().status, 202);
+}
+
+#[test]
+fn content_length_responses_when_configured() {
+    let emu = start(&format!("chunked_responses = false\n{}", sym_toml()));
+    let mut c = Client::connect(&emu);
+    let r = register_sas(&mut c, "dev-sym", KEY, None);
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        r.header("Content-Length").unwrap(),
+        r.body.len().to_string()
+    );
+    assert!(r.header("Transfer-Encoding").is_none());
 }

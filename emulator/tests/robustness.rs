@@ -12,7 +12,7 @@ fn emu_with_limits() -> dps_emulator::Emulator {
         r#"{}
 [limits]
 idle_timeout_ms = 1000
-request_timeout_ms = 800
+request_timeout_ms = 2000
 [[enrollments]]
 registration_id = "dev"
 attestation = "symmetric_key"
@@ -91,7 +91,11 @@ fn slowloris_is_cut_and_does_not_stall_others() {
     let mut raw = TcpStream::connect(("127.0.0.1", emu.port())).unwrap();
     let t = Instant::now();
     healthy(&emu);
-    assert!(t.elapsed() < Duration::from_millis(700));
+    assert!(
+        t.elapsed() < Duration::from_millis(1500),
+        "stalled: {:?}",
+        t.elapsed()
+    );
     // the slow one is dropped after request_timeout_ms
     slow.s
         .sock
@@ -99,7 +103,7 @@ fn slowloris_is_cut_and_does_not_stall_others() {
         .unwrap();
     let t = Instant::now();
     assert!(slow.read_response().is_err());
-    assert!(t.elapsed() < Duration::from_secs(3));
+    assert!(t.elapsed() < Duration::from_secs(4));
     raw.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     let mut b = [0u8; 16];
     assert!(matches!(raw.read(&mut b), Ok(0) | Err(_)));

@@ -192,6 +192,33 @@ impl Client {
         self.read_response()
     }
 
+    fn fill(&mut self, n: usize) -> std::io::Result<()> {
+        let mut tmp = [0u8; 16384];
+        while self.buf.len() < n {
+            let k = self.s.read(&mut tmp)?;
+            if k == 0 {
+                return Err(std::io::ErrorKind::UnexpectedEof.into());
+            }
+            self.buf.extend_from_slice(&tmp[..k]);
+        }
+        Ok(())
+    }
+
+    fn read_line(&mut self) -> std::io::Result<String> {
+        let mut tmp = [0u8; 4096];
+        loop {
+            if let Some(p) = self.buf.windows(2).position(|w| w == b"\r\n") {
+                let line: Vec<u8> = self.buf.drain(..p + 2).collect();
+                return Ok(String::from_utf8_lossy(&line[..p]).into_owned());
+            }
+            let k = self.s.read(&mut tmp)?;
+            if k == 0 {
+                return Err(std::io::ErrorKind::UnexpectedEof.into());
+            }
+            self.buf.extend_from_slice(&tmp[..k]);
+        }
+    }
+
     pub fn read_response(&mut self) -> std::io::Result<Resp> {
         let mut tmp = [0u8; 16384];
         loop {
@@ -210,20 +237,34 @@ impl Client {
                         )
                     })
                     .collect();
-                let len: usize = headers
-                    .iter()
-                    .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
-                    .map(|(_, v)| v.parse().unwrap())
-                    .unwrap_or(0);
-                while self.buf.len() < p + 4 + len {
-                    let n = self.s.read(&mut tmp)?;
-                    if n == 0 {
-                        return Err(std::io::ErrorKind::UnexpectedEof.into());
+                self.buf.drain(..p + 4);
+                let chunked = headers.iter().any(|(k, v)| {
+                    k.eq_ignore_ascii_case("transfer-encoding") && v.eq_ignore_ascii_case("chunked")
+                });
+                let body = if chunked {
+                    let mut body = Vec::new();
+                    loop {
+                        let line = self.read_line()?;
+                        let size = usize::from_str_radix(line.trim(), 16).map_err(|_| {
+                            std::io::Error::other(format!("bad chunk size {line:?}"))
+                        })?;
+                        if size == 0 {
+                            let _ = self.read_line()?;
+                            break body;
+                        }
+                        self.fill(size + 2)?;
+                        body.extend(self.buf.drain(..size));
+                        self.buf.drain(..2);
                     }
-                    self.buf.extend_from_slice(&tmp[..n]);
-                }
-                let body = self.buf[p + 4..p + 4 + len].to_vec();
-                self.buf.drain(..p + 4 + len);
+                } else {
+                    let len: usize = headers
+                        .iter()
+                        .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+                        .map(|(_, v)| v.parse().unwrap())
+                        .unwrap_or(0);
+                    self.fill(len)?;
+                    self.buf.drain(..len).collect()
+                };
                 return Ok(Resp {
                     status,
                     headers,
