@@ -150,3 +150,52 @@ fn example_config_is_valid() {
     assert_eq!(cfg.enrollments.len(), 5);
     assert_eq!(cfg.port, Some(8443));
 }
+
+#[test]
+fn tls_material_from_files() {
+    let ca = dps_emulator::pki::TestCa::new("Persistent Test CA");
+    let (cert, key) = (tmp("ca.pem"), tmp("ca.key"));
+    std::fs::write(&cert, ca.cert_pem()).unwrap();
+    std::fs::write(&key, ca.key_pem()).unwrap();
+    // 1. the emulator issues its server certificate from a given CA
+    let toml = format!(
+        "{}\n[tls]\nca_cert_file = {:?}\nca_key_file = {:?}\n",
+        base_toml(),
+        cert.display().to_string(),
+        key.display().to_string()
+    );
+    let emu = start(&toml);
+    assert_eq!(emu.ca_pem(), ca.cert_pem());
+    let mut c = Client::connect(&emu);
+    assert_eq!(c.request("GET", "/", &[], None).status, 404);
+    emu.stop();
+    // 2. a ready-made server chain and key
+    let server = ca.issue_server("localhost");
+    let (sc, sk) = (tmp("server.pem"), tmp("server.key"));
+    std::fs::write(&sc, &server.chain_pem).unwrap();
+    std::fs::write(&sk, &server.key_pem).unwrap();
+    let toml = format!(
+        "{}\n[tls]\nca_cert_file = {:?}\nserver_cert_file = {:?}\nserver_key_file = {:?}\n",
+        base_toml(),
+        cert.display().to_string(),
+        sc.display().to_string(),
+        sk.display().to_string()
+    );
+    let emu = start(&toml);
+    assert_eq!(emu.ca_pem(), ca.cert_pem());
+    let mut c = Client::connect(&emu);
+    assert_eq!(c.request("GET", "/", &[], None).status, 404);
+    // 3. inconsistent settings are refused at parse time
+    let bad = format!("{}\n[tls]\nca_key_file = \"x\"\n", base_toml());
+    let e = dps_emulator::Config::from_toml_str(&bad).unwrap_err();
+    assert!(e.message.contains("go together"), "{e}");
+    // 4. unreadable files are refused at start
+    let missing = format!(
+        "{}\n[tls]\nca_cert_file = \"/nonexistent/ca.pem\"\nca_key_file = \"/nonexistent/ca.key\"\n",
+        base_toml()
+    );
+    let err = dps_emulator::Emulator::start(dps_emulator::Config::from_toml_str(&missing).unwrap())
+        .err()
+        .unwrap();
+    assert!(err.to_string().contains("tls.ca_cert_file"), "{err}");
+}
