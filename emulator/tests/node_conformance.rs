@@ -55,6 +55,18 @@ attestation = "x509"
 thumbprint = "{}"
 
 [[enrollments]]
+registration_id = "node-flaky"
+attestation = "symmetric_key"
+primary_key = "{KEY}"
+faults = [ {{ on = "register", status = 429, retry_after = "0" }} ]
+
+[[enrollments]]
+registration_id = "node-failed"
+attestation = "symmetric_key"
+primary_key = "{KEY}"
+faults = [ {{ on = "register", result = "failed", error_code = 400209 }} ]
+
+[[enrollments]]
 group_id = "node-x509-group"
 attestation = "x509"
 ca_pem = """{}"""
@@ -79,6 +91,9 @@ ca_pem = """{}"""
             {"name": "group-x509-chain", "registrationId": "node-x509-grp-dev", "kind": "x509",
              "cert": grp_dev.chain_pem, "keyPem": grp_dev.key_pem},
             {"name": "wrong-key", "registrationId": "node-sym", "kind": "symmetric", "key": KEY2},
+            {"name": "throttled", "registrationId": "node-flaky", "kind": "symmetric", "key": KEY},
+            {"name": "after-throttling", "registrationId": "node-flaky", "kind": "symmetric", "key": KEY},
+            {"name": "allocation-failed", "registrationId": "node-failed", "kind": "symmetric", "key": KEY},
         ]
     });
     let spec_path =
@@ -147,7 +162,29 @@ ca_pem = """{}"""
     assert_eq!(r["ok"], false, "{ctx}");
     assert_eq!(r["error"]["name"], "UnauthorizedError", "{ctx}");
 
+    // Observed: azure-iot-http-base's RestApiClient turns every status >= 300 into an error
+    // before the provisioning transport's ">= 429 means retry" branch runs, so Node 1.9.1 gives
+    // up with a ThrottlingError on a 429 (PROTOCOL.md 3.5 describes the dead branch).
+    let r = by("throttled");
+    assert_eq!(r["ok"], false, "{ctx}");
+    assert_eq!(r["error"]["name"], "ThrottlingError", "{ctx}");
+    assert_eq!(r["error"]["statusCode"], 429, "{ctx}");
+    // The fault is consumed: the next attempt of the same device succeeds.
+    let r = by("after-throttling");
+    assert_eq!(r["ok"], true, "{ctx}");
+    assert_eq!(r["result"]["deviceId"], "node-flaky", "{ctx}");
+
+    // A `failed` registration (200, status "failed") is a ProvisioningRegistrationFailedError.
+    let r = by("allocation-failed");
+    assert_eq!(r["ok"], false, "{ctx}");
+    assert_eq!(
+        r["error"]["name"], "ProvisioningRegistrationFailedError",
+        "{ctx}"
+    );
+    assert_eq!(r["error"]["statusCode"], 200, "{ctx}");
+
     let c = emu.counters();
+    assert_eq!(c.get("register 429"), 1, "{ctx}");
     assert!(c.get("register 401") >= 1, "{ctx}");
     assert!(c.get("register 202") >= 4, "{ctx}");
     assert!(c.get("operation 200") >= 4, "{ctx}");
