@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use rustls::pki_types::{CertificateDer, UnixTime};
-use serde_json::{Map, Value, json};
+use serde_json::Value;
 
 use crate::config::{
     Allocation, Attestation, Config, EnrollmentKind, FaultKind, FaultOn, Reprovision, RetryAfter,
@@ -120,7 +120,7 @@ struct Operation {
     /// Base64 DER chain issued for a CSR (leaf first).
     issued_chain: Option<Vec<String>>,
     /// Set once the terminal answer was given (later polls repeat it).
-    done: Option<Value>,
+    done: Option<String>,
 }
 
 #[derive(Default)]
@@ -142,14 +142,48 @@ pub struct Service {
     issuer: Option<crate::pki::TestCa>,
 }
 
+/// A JSON object that keeps its member order: the real service answers in a fixed order
+/// (operationId, status, registrationState; x509/symmetricKey first inside it), and some
+/// hand-written device parsers depend on it. (serde_json's `Map` sorts keys unless the
+/// workspace-wide `preserve_order` feature is enabled, which we do not want to impose.)
+#[derive(Clone, Debug, Default)]
+struct Obj(Vec<(String, String)>);
+
+impl Obj {
+    fn with(mut self, k: &str, v: impl serde::Serialize) -> Obj {
+        self.push(k, v);
+        self
+    }
+    fn push(&mut self, k: &str, v: impl serde::Serialize) {
+        let v = serde_json::to_string(&v).unwrap_or_else(|_| "null".into());
+        self.0.push((k.to_string(), v));
+    }
+    fn push_obj(&mut self, k: &str, o: &Obj) {
+        self.0.push((k.to_string(), o.render()));
+    }
+    fn render(&self) -> String {
+        let mut out = String::from("{");
+        for (i, (k, v)) in self.0.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            out.push_str(&serde_json::to_string(k).unwrap_or_default());
+            out.push(':');
+            out.push_str(v);
+        }
+        out.push('}');
+        out
+    }
+}
+
 fn err_response(status: u16, code: u32, message: &str) -> Response {
     let tracking = uuid_v4();
-    let body = json!({
-        "errorCode": code,
-        "trackingId": tracking,
-        "message": message,
-        "timestampUtc": now_timestamp(),
-    });
+    let body = Obj::default()
+        .with("errorCode", code)
+        .with("trackingId", &tracking)
+        .with("message", message)
+        .with("timestampUtc", now_timestamp())
+        .render();
     Response {
         status,
         headers: vec![
@@ -160,11 +194,11 @@ fn err_response(status: u16, code: u32, message: &str) -> Response {
             ("x-ms-request-id".into(), tracking),
             ("x-ms-error-code".into(), code.to_string()),
         ],
-        body: body.to_string().into_bytes(),
+        body: body.into_bytes(),
     }
 }
 
-fn json_response(status: u16, body: &Value) -> Response {
+fn json_response(status: u16, body: String) -> Response {
     Response {
         status,
         headers: vec![
@@ -174,7 +208,7 @@ fn json_response(status: u16, body: &Value) -> Response {
             ),
             ("x-ms-request-id".into(), uuid_v4()),
         ],
-        body: body.to_string().into_bytes(),
+        body: body.into_bytes(),
     }
 }
 
@@ -621,7 +655,13 @@ impl Service {
             .header("host")
             .filter(|h| h.bytes().all(|b| b.is_ascii_graphic()) && !h.is_empty())
             .unwrap_or("global.azure-devices-provisioning.net");
-        let mut r = json_response(202, &json!({"operationId": op_id, "status": "assigning"}));
+        let mut r = json_response(
+            202,
+            Obj::default()
+                .with("operationId", &op_id)
+                .with("status", "assigning")
+                .render(),
+        );
         r.set_header("Retry-After", retry_after.to_string());
         r.set_header(
             "Location",
@@ -654,7 +694,7 @@ impl Service {
             return err_response(404, 404002, "Operation not found.");
         };
         if let Some(done) = &op.done {
-            return json_response(200, done);
+            return json_response(200, done.clone());
         }
         if endless {
             op.endless = true;
@@ -689,11 +729,16 @@ impl Service {
                 .as_ref()
                 .map(|r| r.registration_id.clone())
                 .unwrap_or_else(|| lower.to_string());
-            let mut r = json_response(
-                202,
-                &json!({"operationId": opid, "status": "assigning",
-                        "registrationState": {"registrationId": regid, "status": "assigning"}}),
+            let mut body = Obj::default()
+                .with("operationId", opid)
+                .with("status", "assigning");
+            body.push_obj(
+                "registrationState",
+                &Obj::default()
+                    .with("registrationId", regid)
+                    .with("status", "assigning"),
             );
+            let mut r = json_response(202, body.render());
             r.set_header("Retry-After", op.retry_after.to_string());
             return r;
         }
@@ -752,19 +797,18 @@ impl Service {
             Outcome::Disabled => "disabled",
         };
         rec.status = status;
-        let mut state = record_json(rec);
-        if status == "assigned"
-            && let (Some(chain), Value::Object(m)) = (&op.issued_chain, &mut state)
-        {
-            m.insert("issuedCertificateChain".into(), json!(chain));
-        }
-        let body = json!({
-            "operationId": opid,
-            "status": status,
-            "registrationState": state,
-        });
+        let chain = if status == "assigned" {
+            op.issued_chain.as_ref()
+        } else {
+            None
+        };
+        let mut body = Obj::default()
+            .with("operationId", opid)
+            .with("status", status);
+        body.push_obj("registrationState", &record_json(rec, chain));
+        let body = body.render();
         op.done = Some(body.clone());
-        json_response(200, &body)
+        json_response(200, body)
     }
 }
 
@@ -790,7 +834,7 @@ fn lookup(st: &State, lower: &str, terminal_override: Option<TerminalResult>) ->
         }
         None => {}
     }
-    json_response(200, &record_json(&rec))
+    json_response(200, record_json(&rec, None).render())
 }
 
 fn att_info(cfg: &Config, idx: usize) -> (&'static str, Option<String>) {
@@ -806,51 +850,52 @@ fn att_info(cfg: &Config, idx: usize) -> (&'static str, Option<String>) {
     (key, group)
 }
 
-fn record_json(r: &Record) -> Value {
-    let mut m = Map::new();
-    let mut att = Map::new();
-    if let Some(g) = &r.group_id {
-        att.insert("enrollmentGroupId".into(), Value::String(g.clone()));
-    }
+/// `DeviceRegistrationResult` in the member order of the real service's answers.
+fn record_json(r: &Record, issued_chain: Option<&Vec<String>>) -> Obj {
+    let mut m = Obj::default();
     if r.status == "disabled" {
-        m.insert("registrationId".into(), r.registration_id.clone().into());
-        m.insert("status".into(), "disabled".into());
-        return Value::Object(m);
+        return m
+            .with("registrationId", &r.registration_id)
+            .with("status", "disabled");
     }
-    m.insert(r.att_key.into(), Value::Object(att));
-    m.insert("registrationId".into(), r.registration_id.clone().into());
-    m.insert("createdDateTimeUtc".into(), r.created.clone().into());
+    let mut att = Obj::default();
+    if let Some(g) = &r.group_id {
+        att.push("enrollmentGroupId", g);
+    }
+    m.push_obj(r.att_key, &att);
+    m.push("registrationId", &r.registration_id);
+    m.push("createdDateTimeUtc", &r.created);
     if r.status == "assigned" {
         if let Some(h) = &r.hub {
-            m.insert("assignedHub".into(), h.clone().into());
+            m.push("assignedHub", h);
         }
         if let Some(d) = &r.device_id {
-            m.insert("deviceId".into(), d.clone().into());
+            m.push("deviceId", d);
         }
     }
-    m.insert("status".into(), r.status.into());
+    m.push("status", r.status);
     if r.status == "assigned"
         && let Some(s) = r.substatus
     {
-        m.insert("substatus".into(), s.into());
+        m.push("substatus", s);
     }
     if let Some(c) = r.error_code {
-        m.insert("errorCode".into(), c.into());
+        m.push("errorCode", c);
     }
     if let Some(msg) = &r.error_message {
-        m.insert("errorMessage".into(), msg.clone().into());
+        m.push("errorMessage", msg);
     }
-    m.insert(
-        "lastUpdatedDateTimeUtc".into(),
-        r.last_updated.clone().into(),
-    );
-    m.insert("etag".into(), r.etag.clone().into());
+    m.push("lastUpdatedDateTimeUtc", &r.last_updated);
+    m.push("etag", &r.etag);
     if r.status == "assigned"
         && let Some(p) = &r.payload
     {
-        m.insert("payload".into(), p.clone());
+        m.push("payload", p);
     }
-    Value::Object(m)
+    if let Some(chain) = issued_chain {
+        m.push("issuedCertificateChain", chain);
+    }
+    m
 }
 
 fn pct(s: &str) -> String {

@@ -93,6 +93,24 @@ fn individual_symmetric_key_full_flow_on_one_connection() {
         None,
     );
     assert_eq!(p.status, 200);
+    // member order as the real service sends it
+    let text = String::from_utf8(p.body.clone()).unwrap();
+    let order: Vec<usize> = [
+        "\"operationId\"",
+        "\"status\"",
+        "\"registrationState\":{\"symmetricKey\":{}",
+        "\"registrationId\"",
+        "\"createdDateTimeUtc\"",
+        "\"assignedHub\"",
+        "\"deviceId\"",
+        "\"substatus\"",
+        "\"lastUpdatedDateTimeUtc\"",
+        "\"etag\"",
+    ]
+    .iter()
+    .map(|k| text.find(k).unwrap_or_else(|| panic!("{k} in {text}")))
+    .collect();
+    assert!(order.windows(2).all(|w| w[0] < w[1]), "{text}");
     let j = p.json();
     assert_eq!(j["operationId"], op.as_str());
     assert_eq!(j["status"], "assigned");
