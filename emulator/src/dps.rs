@@ -252,6 +252,17 @@ impl Service {
         }
     }
 
+    /// The device's current `DeviceRegistrationResult` (what a status lookup returns).
+    pub fn registration_state(&self, registration_id: &str) -> Option<Value> {
+        let st = self.lock();
+        let rec = st
+            .devices
+            .get(&registration_id.to_ascii_lowercase())?
+            .record
+            .as_ref()?;
+        serde_json::from_str(&record_json(rec, None).render()).ok()
+    }
+
     fn lock(&self) -> MutexGuard<'_, State> {
         match self.state.lock() {
             Ok(g) => g,

@@ -188,6 +188,12 @@ impl Emulator {
         self.shared.log_lines()
     }
 
+    /// The device's current registration record as JSON (the body a status lookup returns),
+    /// or `None` if it never registered.
+    pub fn registration_state(&self, registration_id: &str) -> Option<serde_json::Value> {
+        self.shared.service.registration_state(registration_id)
+    }
+
     /// The configuration in use.
     pub fn config(&self) -> Config {
         (*self.shared.service.config()).clone()

@@ -639,6 +639,10 @@ reprovision = "reset"
         b["registrationState"]["etag"]
     );
 
+    let st = emu.registration_state("STICKY").unwrap();
+    assert_eq!(st["assignedHub"], "hub-b.azure-devices.net");
+    assert!(emu.registration_state("nobody").is_none());
+
     // reconfigure at run time: records are kept
     let mut cfg = emu.config();
     cfg.enrollments[1].hubs = vec!["hub-a.azure-devices.net".into()];
