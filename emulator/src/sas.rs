@@ -73,7 +73,15 @@ pub fn parse(header: &str) -> Result<SasToken, SasError> {
     let sr_raw = sr.ok_or(SasError::Malformed("missing sr"))?;
     let sig_enc = sig.ok_or(SasError::Malformed("missing sig"))?;
     let se_raw = se.ok_or(SasError::Malformed("missing se"))?;
-    let sig_b64 = percent_decode(&sig_enc).ok_or(SasError::Malformed("bad escape in sig"))?;
+    // Form decoding as the service's parser does (C# `WebUtility.UrlDecode`): a raw `+` is a
+    // space, so a client that forgets to URL-encode the signature is refused, as in production.
+    let sig_b64 = percent_decode(&sig_enc.replace('+', " "))
+        .ok_or(SasError::Malformed("bad escape in sig"))?;
+    if sig_b64.contains(' ') {
+        return Err(SasError::Malformed(
+            "sig contains a raw '+' (decoded as a space): URL-encode the signature",
+        ));
+    }
     let sig = STANDARD
         .decode(sig_b64.as_bytes())
         .map_err(|_| SasError::Malformed("sig is not base64"))?;
@@ -293,6 +301,19 @@ mod tests {
                 Ok(0)
             );
         }
+    }
+
+    #[test]
+    fn unencoded_plus_in_sig_is_refused_like_the_service() {
+        let t = parse(
+            "SharedAccessSignature sr=a&sig=LwAx+RfQDq37RAHvptYP8R3382xvZ/BntAGlh8Wmu18=&se=1",
+        );
+        assert!(matches!(t, Err(SasError::Malformed(m)) if m.contains("URL-encode")));
+        // raw '/' and '=' survive form decoding, so those signatures are fine
+        let t = parse(
+            "SharedAccessSignature sr=a&sig=2srIk05/Hc3kiyY2AcAwJosiRYk6C6jOscAYhKLO2L8=&se=1",
+        );
+        assert!(t.is_ok());
     }
 
     #[test]
