@@ -114,10 +114,20 @@ impl Shared {
         self.stopping.store(true, Ordering::SeqCst);
         *lock(&self.stop_lock) = true;
         self.stop_cv.notify_all();
-        // wake the accept loop
-        let _ = TcpStream::connect_timeout(&addr, Duration::from_millis(500));
+        // Wake the accept loop with a connection; never wait for it forever (if the wake-up
+        // connection cannot be made, e.g. out of file descriptors, the thread is detached).
         if let Some(a) = accept {
-            let _ = a.join();
+            let until = Instant::now() + Duration::from_secs(2);
+            while !a.is_finished() && Instant::now() < until {
+                let _ = TcpStream::connect_timeout(&addr, Duration::from_millis(200));
+                let step = Instant::now() + Duration::from_millis(100);
+                while !a.is_finished() && Instant::now() < step {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            }
+            if a.is_finished() {
+                let _ = a.join();
+            }
         }
         for s in lock(&self.conns).values() {
             let _ = s.shutdown(Shutdown::Both);
