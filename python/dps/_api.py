@@ -1,0 +1,744 @@
+"""The Pythonic API over the C ABI: :class:`Client`, :func:`register`, :func:`lookup`."""
+
+from __future__ import annotations
+
+import atexit
+import ctypes
+import json
+import logging
+import os
+import threading
+from ctypes import byref, c_char, c_size_t, c_uint32, c_uint8
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Dict, Iterable, Mapping, Optional, Sequence, Tuple, Union
+
+from . import _native
+from ._errors import DpsError, UsageError, error_class
+from ._status import Event, RegistrationStatus, Status
+
+__all__ = [
+    "Client",
+    "Registration",
+    "StatusEvent",
+    "register",
+    "lookup",
+    "derive_device_key",
+    "status_str",
+    "version",
+    "set_log_level",
+    "load_library",
+    "PemSource",
+    "TRACE",
+]
+
+log = logging.getLogger("dps")
+
+#: A ``logging`` level for the library's TRACE lines (below ``DEBUG``).
+TRACE = 5
+logging.addLevelName(TRACE, "TRACE")
+
+#: PEM input: ``bytes`` (the PEM text), ``str`` (PEM text if it contains
+#: ``-----BEGIN``, else a file path) or an ``os.PathLike`` (a file path).
+PemSource = Union[str, bytes, bytearray, "os.PathLike[str]"]
+
+_ROOTS = {"azure": 0, "mozilla": 1, "none": 2}
+_C_TO_PY_LEVEL = {1: logging.ERROR, 2: logging.WARNING, 3: logging.INFO, 4: logging.DEBUG, 5: TRACE}
+
+# --------------------------------------------------------------------------------------------
+# Library, logging bridge
+
+
+_log_state_lock = threading.Lock()
+_log_trampoline: Optional[Any] = None  # the CFUNCTYPE object: must outlive its use by C
+_log_level = logging.DEBUG
+
+
+def _on_log(_userdata: Any, level: int, message: Optional[bytes]) -> None:
+    # Runs inside a C call, possibly on any thread: never let an exception escape.
+    try:
+        py_level = _C_TO_PY_LEVEL.get(level, logging.DEBUG)
+        if log.isEnabledFor(py_level):
+            text = (message or b"").decode("utf-8", "replace")
+            log.log(py_level, "%s", text)
+    except BaseException:  # noqa: BLE001 - nothing may propagate into C
+        pass
+
+
+def _c_level(py_level: Optional[int]) -> int:
+    if py_level is None:
+        return 0
+    if py_level <= TRACE:
+        return 5
+    if py_level <= logging.DEBUG:
+        return 4
+    if py_level <= logging.INFO:
+        return 3
+    if py_level <= logging.WARNING:
+        return 2
+    return 1
+
+
+def _install_log_bridge(lib: ctypes.CDLL) -> None:
+    global _log_trampoline
+    with _log_state_lock:
+        if _log_trampoline is None:
+            _log_trampoline = _native.LOG_CALLBACK(_on_log)
+            atexit.register(_uninstall_log_bridge)
+        st = lib.dps_set_log_callback(_log_trampoline, None, _c_level(_log_level))
+    if st != Status.OK:
+        log.warning("dps: library logs are not routed to Python logging: %s", _status_text(lib, st))
+
+
+def _uninstall_log_bridge() -> None:
+    lib = _native._lib
+    if lib is not None:
+        lib.dps_set_log_callback(_native.LOG_CALLBACK(), None, 0)
+
+
+def load_library(path: Union[str, "os.PathLike[str]", None] = None) -> ctypes.CDLL:
+    """Loads ``libdps`` (see :mod:`dps._native` for the search order) and routes its
+    log lines to the ``logging`` logger ``"dps"``. Called implicitly by every API
+    function; call it first to choose the library file explicitly."""
+    first = _native._lib is None
+    lib = _native.load(path)
+    if first:
+        _install_log_bridge(lib)
+    return lib
+
+
+def _lib(path: Union[str, "os.PathLike[str]", None] = None) -> ctypes.CDLL:
+    if _native._lib is not None and path is None:
+        return _native._lib
+    return load_library(path)
+
+
+def set_log_level(level: Optional[int]) -> None:
+    """Sets the most verbose library log level delivered to the ``"dps"`` logger:
+    a ``logging`` level (``logging.DEBUG`` by default; :data:`TRACE` for TLS
+    detail) or ``None`` to stop the library from logging. Lines are filtered
+    inside the library before they are formatted; the ``"dps"`` logger's own
+    level and handlers apply after that."""
+    global _log_level
+    _log_level = level  # type: ignore[assignment]
+    lib = _lib()
+    _install_log_bridge(lib)
+
+
+# --------------------------------------------------------------------------------------------
+# Small helpers
+
+
+def _status_text(lib: ctypes.CDLL, status: int) -> str:
+    s = lib.dps_status_str(status)
+    return s.decode("utf-8", "replace") if s else "unknown status"
+
+
+def _dec(b: Optional[bytes]) -> Optional[str]:
+    return None if b is None else b.decode("utf-8", "replace")
+
+
+def _enc(s: Optional[str], what: str) -> Optional[bytes]:
+    if s is None:
+        return None
+    if not isinstance(s, str):
+        raise TypeError(f"{what} must be a str, not {type(s).__name__}")
+    if "\0" in s:
+        raise UsageError(Status.INVALID_ARGUMENT, f"{what} contains a NUL character")
+    return s.encode("utf-8")
+
+
+def _ms(seconds: float, what: str) -> int:
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
+        raise TypeError(f"{what} must be a number of seconds")
+    ms = int(round(seconds * 1000))
+    if ms < 0 or ms > 0xFFFFFFFF:
+        raise UsageError(Status.INVALID_ARGUMENT, f"{what} is out of range: {seconds!r} s")
+    return ms
+
+
+def _pem(source: PemSource, what: str) -> Tuple[Optional[Path], Optional[bytes]]:
+    """(path, None) for a file path, (None, text) for PEM text."""
+    if isinstance(source, (bytes, bytearray)):
+        return None, bytes(source)
+    if isinstance(source, str):
+        if "-----BEGIN" in source:
+            return None, source.encode("utf-8")
+        return Path(source), None
+    if isinstance(source, os.PathLike):
+        return Path(os.fspath(source)), None
+    raise TypeError(f"{what} must be PEM bytes, PEM text or a file path, not {type(source).__name__}")
+
+
+def _read(path: Path, what: str) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as e:
+        raise error_class(Status.FILE_READ)(
+            Status.FILE_READ, f"cannot read the {what} {str(path)!r}: {e.strerror or e}"
+        ) from None
+
+
+def _error_from_ptr(lib: ctypes.CDLL, status: int, err: Any) -> DpsError:
+    """Builds the exception from a ``dps_error*`` (may be NULL)."""
+    if err:
+        status = lib.dps_error_status(err)
+        return error_class(status)(
+            status,
+            _dec(lib.dps_error_message(err)) or _status_text(lib, status),
+            http_status=lib.dps_error_http_status(err) or None,
+            dps_code=lib.dps_error_dps_code(err) or None,
+            tracking_id=_dec(lib.dps_error_tracking_id(err)),
+            retriable=bool(lib.dps_error_retriable(err)),
+        )
+    return error_class(status)(status, _status_text(lib, status))
+
+
+# --------------------------------------------------------------------------------------------
+# Public value types
+
+
+@dataclass(frozen=True)
+class Registration:
+    """The outcome of a registration or status lookup (immutable).
+
+    ``connection_string`` is the IoT Hub connection string for the device
+    (``HostName=…;DeviceId=…;SharedAccessKey=…`` for symmetric keys,
+    ``…;x509=true`` for certificates). It contains the device key: it is left
+    out of ``repr()`` and comparisons, and out of :meth:`to_dict` unless asked.
+    """
+
+    status: RegistrationStatus
+    registration_id: Optional[str] = None
+    assigned_hub: Optional[str] = None
+    device_id: Optional[str] = None
+    substatus: Optional[str] = None
+    created_at: Optional[str] = None
+    last_updated_at: Optional[str] = None
+    etag: Optional[str] = None
+    payload: Optional[Dict[str, Any]] = field(default=None, hash=False)
+    enrollment_group_id: Optional[str] = None
+    error_code: Optional[int] = None
+    error_message: Optional[str] = None
+    issued_certificate_chain: Tuple[str, ...] = ()
+    connection_string: Optional[str] = field(default=None, repr=False, compare=False)
+
+    def to_dict(self, *, include_secrets: bool = False) -> Dict[str, Any]:
+        """The fields as a JSON-ready dict (``status`` as its wire string)."""
+        d = asdict(self)
+        d["status"] = self.status.value
+        d["issued_certificate_chain"] = list(self.issued_certificate_chain)
+        if not include_secrets:
+            d.pop("connection_string")
+        return d
+
+
+@dataclass(frozen=True)
+class StatusEvent:
+    """A progress event given to the ``on_status`` callback.
+
+    ``wait`` is the coming wait in seconds for ``ASSIGNING`` and ``RETRYING``
+    (else 0); ``cause`` is the failure :class:`Status` for ``RETRYING`` and
+    ``FAILED`` (else ``None``).
+    """
+
+    event: Event
+    wait: float = 0.0
+    cause: Optional[Status] = None
+
+
+StatusCallback = Callable[[StatusEvent], Any]
+
+
+# --------------------------------------------------------------------------------------------
+# Functions
+
+
+def version() -> str:
+    """The library version and build, e.g. ``"dps/0.1.0 (rustls 0.23, ring; pkcs12)"``."""
+    return _dec(_lib().dps_version()) or ""
+
+
+def status_str(status: int) -> str:
+    """The library's description of a status code (``"unknown status"`` for unknown ones)."""
+    return _status_text(_lib(), int(status))
+
+
+def derive_device_key(group_key: str, registration_id: str) -> str:
+    """Derives a device key from an enrollment group key, as DPS does:
+    ``base64(HMAC-SHA256(base64decode(group_key), registration_id))``.
+
+    Raises :class:`~dps.CredentialError` (bad key) or :class:`~dps.UsageError`
+    (bad registration ID). The result is a secret.
+    """
+    lib = _lib()
+    buf = ctypes.create_string_buffer(64)
+    n = c_size_t(0)
+    st = lib.dps_derive_device_key(
+        _enc(group_key, "group_key"), _enc(registration_id, "registration_id"), buf, len(buf), byref(n)
+    )
+    if st != Status.OK:
+        raise error_class(st)(st, _status_text(lib, st))
+    return buf.raw[: n.value].decode("ascii")
+
+
+# --------------------------------------------------------------------------------------------
+# Configuration
+
+
+class _Config:
+    """Owns a ``dps_config*`` while it is being filled; freed on close."""
+
+    def __init__(self, lib: ctypes.CDLL, id_scope: str, registration_id: Optional[str]) -> None:
+        self.lib = lib
+        self.ptr = _native.ConfigP()
+        st = lib.dps_config_new(_enc(id_scope, "id_scope"), _enc(registration_id, "registration_id"), byref(self.ptr))
+        if st != Status.OK:
+            what = {Status.INVALID_ID_SCOPE: f"id scope {id_scope!r}", Status.INVALID_REGISTRATION_ID: f"registration id {registration_id!r}"}
+            raise error_class(st)(st, f"{_status_text(lib, st)}: {what.get(st, '')}".rstrip(": "))
+
+    def call(self, fn: str, *args: Any) -> None:
+        st = getattr(self.lib, fn)(self.ptr, *args)
+        if st != Status.OK:
+            msg = _dec(self.lib.dps_config_last_error(self.ptr)) or _status_text(self.lib, st)
+            raise error_class(st)(st, msg)
+
+    def close(self) -> None:
+        if self.ptr:
+            self.lib.dps_config_free(self.ptr)
+            self.ptr = _native.ConfigP()
+
+    def __enter__(self) -> "_Config":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+def _configure(
+    cfg: _Config,
+    *,
+    symmetric_key: Optional[str],
+    group_key: Optional[str],
+    cert: Optional[PemSource],
+    key: Optional[PemSource],
+    key_password: Optional[str],
+    pkcs12: Union[bytes, str, "os.PathLike[str]", None],
+    pkcs12_password: Optional[str],
+    payload: Union[Mapping[str, Any], str, None],
+    endpoint: Optional[str],
+    trusted_roots: Union[PemSource, Sequence[PemSource], None],
+    default_roots: Optional[str],
+    proxy: Union[str, bool, None],
+    timeout: Optional[float],
+    request_timeout: Optional[float],
+    poll_interval: Optional[float],
+    backoff: Optional[Tuple[float, float]],
+    sas_ttl: Optional[float],
+    api_version: Optional[str],
+    force_registration: bool,
+    user_agent_suffix: Optional[str],
+) -> None:
+    kinds = [n for n, v in (("symmetric_key", symmetric_key), ("group_key", group_key), ("cert", cert), ("pkcs12", pkcs12)) if v is not None]
+    if len(kinds) > 1:
+        raise UsageError(Status.INVALID_ARGUMENT, f"give one credential, not {' and '.join(kinds)}")
+    if not kinds:
+        raise UsageError(Status.NO_CREDENTIAL, "no credential: give symmetric_key, group_key, cert (+ key) or pkcs12")
+    if key is not None and cert is None:
+        raise UsageError(Status.INVALID_ARGUMENT, "key is given without cert")
+    lib = cfg.lib
+
+    if symmetric_key is not None:
+        cfg.call("dps_config_set_symmetric_key", _enc(symmetric_key, "symmetric_key"))
+    elif group_key is not None:
+        cfg.call("dps_config_set_group_key", _enc(group_key, "group_key"))
+    elif cert is not None:
+        cpath, ctext = _pem(cert, "cert")
+        kpath, ktext = _pem(key if key is not None else cert, "key")
+        pw = _enc(key_password, "key_password")
+        if cpath is not None and kpath is not None:
+            cfg.call("dps_config_set_x509_pem_files", os.fsencode(cpath), os.fsencode(kpath), pw)
+        else:
+            ctext = ctext if ctext is not None else _read(cpath, "certificate file")  # type: ignore[arg-type]
+            ktext = ktext if ktext is not None else _read(kpath, "key file")  # type: ignore[arg-type]
+            cfg.call("dps_config_set_x509_pem", ctext, ktext, pw)
+    elif pkcs12 is not None:
+        pw = _enc(pkcs12_password or "", "pkcs12_password")
+        if isinstance(pkcs12, (bytes, bytearray)):
+            data = bytes(pkcs12)
+            arr = (c_uint8 * len(data)).from_buffer_copy(data)
+            cfg.call("dps_config_set_pkcs12", arr, len(data), pw)
+        elif isinstance(pkcs12, (str, os.PathLike)):
+            cfg.call("dps_config_set_pkcs12_file", os.fsencode(pkcs12), pw)
+        else:
+            raise TypeError("pkcs12 must be the file's bytes or a file path")
+
+    if endpoint is not None:
+        cfg.call("dps_config_set_endpoint", _enc(endpoint, "endpoint"))
+    if api_version is not None:
+        cfg.call("dps_config_set_api_version", _enc(api_version, "api_version"))
+    if force_registration:
+        cfg.call("dps_config_set_force_registration", True)
+    if payload is not None:
+        text = payload if isinstance(payload, str) else json.dumps(payload, separators=(",", ":"))
+        cfg.call("dps_config_set_payload_json", _enc(text, "payload"))
+    if default_roots is not None:
+        if default_roots not in _ROOTS:
+            raise UsageError(Status.INVALID_ARGUMENT, f"default_roots must be one of {sorted(_ROOTS)}, not {default_roots!r}")
+        cfg.call("dps_config_set_default_roots", _ROOTS[default_roots])
+    if trusted_roots is not None:
+        roots: Iterable[PemSource]
+        if isinstance(trusted_roots, (list, tuple)):
+            roots = trusted_roots
+        else:
+            roots = [trusted_roots]  # type: ignore[list-item]
+        for r in roots:
+            rpath, rtext = _pem(r, "trusted root")
+            if rpath is not None:
+                cfg.call("dps_config_add_trusted_ca_file", os.fsencode(rpath))
+            else:
+                cfg.call("dps_config_add_trusted_ca_pem", rtext)
+    if proxy is True or proxy == "env":
+        cfg.call("dps_config_use_proxy_from_env")
+    elif isinstance(proxy, str):
+        cfg.call("dps_config_set_proxy", _enc(proxy, "proxy"))
+    elif proxy not in (None, False):
+        raise TypeError("proxy must be a URL, 'env', True or None")
+    if timeout is not None:
+        cfg.call("dps_config_set_timeout_ms", _ms(timeout, "timeout"))
+    if request_timeout is not None:
+        cfg.call("dps_config_set_request_timeout_ms", _ms(request_timeout, "request_timeout"))
+    if poll_interval is not None:
+        cfg.call("dps_config_set_poll_interval_ms", _ms(poll_interval, "poll_interval"))
+    if backoff is not None:
+        lo, hi = backoff
+        cfg.call("dps_config_set_backoff_ms", _ms(lo, "backoff minimum"), _ms(hi, "backoff maximum"))
+    if sas_ttl is not None:
+        cfg.call("dps_config_set_sas_ttl_s", int(sas_ttl))
+    if user_agent_suffix is not None:
+        cfg.call("dps_config_set_user_agent_suffix", _enc(user_agent_suffix, "user_agent_suffix"))
+    del lib
+
+
+# --------------------------------------------------------------------------------------------
+# Client
+
+
+class Client:
+    """A DPS registration client: one configuration, one keep-alive TLS
+    connection, one registration at a time.
+
+    Exactly one credential keyword is required:
+
+    - ``symmetric_key``: an individual enrollment's key (base64);
+    - ``group_key``: an enrollment group key (base64); the device key is derived
+      from it and ``registration_id``;
+    - ``cert`` (+ ``key``, ``key_password``): a PEM certificate chain (leaf
+      first) and its private key, as file paths, PEM ``str`` or ``bytes``;
+      ``key`` may be left out when ``cert`` also holds the key;
+    - ``pkcs12`` (+ ``pkcs12_password``): a ``.pfx``/``.p12`` file path or bytes.
+
+    With an X.509 credential ``registration_id`` may be ``None``: the
+    certificate's subject CN is used.
+
+    Other options: ``payload`` (a dict sent as the custom allocation payload),
+    ``endpoint`` (``host`` or ``host:port``; default
+    ``global.azure-devices-provisioning.net``), ``trusted_roots`` (PEM sources
+    of extra roots, e.g. the emulator CA), ``default_roots`` (``"azure"``,
+    ``"mozilla"`` or ``"none"``), ``proxy`` (``http://[user:pass@]host:port``,
+    or ``"env"``/``True`` for ``HTTPS_PROXY``/``NO_PROXY``), ``timeout`` (the
+    overall deadline in seconds, default 300), ``request_timeout`` (seconds per
+    request, default 30), ``poll_interval``, ``backoff`` (``(min, max)``
+    seconds), ``sas_ttl`` (seconds), ``api_version``, ``force_registration``,
+    ``user_agent_suffix``, ``on_status`` (a callable receiving
+    :class:`StatusEvent`) and ``library`` (the ``libdps`` file to load).
+
+    Usable as a context manager; :meth:`cancel` works from any thread.
+    """
+
+    def __init__(
+        self,
+        id_scope: str,
+        registration_id: Optional[str] = None,
+        *,
+        symmetric_key: Optional[str] = None,
+        group_key: Optional[str] = None,
+        cert: Optional[PemSource] = None,
+        key: Optional[PemSource] = None,
+        key_password: Optional[str] = None,
+        pkcs12: Union[bytes, str, "os.PathLike[str]", None] = None,
+        pkcs12_password: Optional[str] = None,
+        payload: Union[Mapping[str, Any], str, None] = None,
+        endpoint: Optional[str] = None,
+        trusted_roots: Union[PemSource, Sequence[PemSource], None] = None,
+        default_roots: Optional[str] = None,
+        proxy: Union[str, bool, None] = None,
+        timeout: Optional[float] = None,
+        request_timeout: Optional[float] = None,
+        poll_interval: Optional[float] = None,
+        backoff: Optional[Tuple[float, float]] = None,
+        sas_ttl: Optional[float] = None,
+        api_version: Optional[str] = None,
+        force_registration: bool = False,
+        user_agent_suffix: Optional[str] = None,
+        on_status: Optional[StatusCallback] = None,
+        library: Union[str, "os.PathLike[str]", None] = None,
+    ) -> None:
+        self._h = _native.ClientP()
+        self._lib = _lib(library)
+        self._op_lock = threading.RLock()
+        self._wake = threading.Event()
+        self._pending: Optional[BaseException] = None
+        self._on_status: Optional[StatusCallback] = None
+        self._trampoline: Optional[Any] = None  # kept alive while C holds it
+        with _Config(self._lib, id_scope, registration_id) as cfg:
+            _configure(
+                cfg,
+                symmetric_key=symmetric_key,
+                group_key=group_key,
+                cert=cert,
+                key=key,
+                key_password=key_password,
+                pkcs12=pkcs12,
+                pkcs12_password=pkcs12_password,
+                payload=payload,
+                endpoint=endpoint,
+                trusted_roots=trusted_roots,
+                default_roots=default_roots,
+                proxy=proxy,
+                timeout=timeout,
+                request_timeout=request_timeout,
+                poll_interval=poll_interval,
+                backoff=backoff,
+                sas_ttl=sas_ttl,
+                api_version=api_version,
+                force_registration=force_registration,
+                user_agent_suffix=user_agent_suffix,
+            )
+            err = _native.ErrorP()
+            h = _native.ClientP()
+            st = self._lib.dps_client_new(cfg.ptr, byref(h), byref(err))
+            if st != Status.OK:
+                try:
+                    raise _error_from_ptr(self._lib, st, err)
+                finally:
+                    self._lib.dps_error_free(err)
+            self._h = h
+        self.id_scope = id_scope
+        self.set_status_callback(on_status)
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Cancels any operation in progress and frees the client. Idempotent."""
+        if not self._h:
+            return
+        self.cancel()
+        with self._op_lock:
+            if self._h:
+                self._lib.dps_client_free(self._h)
+                self._h = _native.ClientP()
+                self._trampoline = None
+
+    def __enter__(self) -> "Client":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:  # noqa: BLE001 - interpreter shutdown
+            pass
+
+    def _check(self) -> None:
+        if not self._h:
+            raise UsageError(Status.INVALID_STATE, "the client is closed")
+
+    # -- callback ----------------------------------------------------------------------------
+
+    def set_status_callback(self, callback: Optional[StatusCallback]) -> None:
+        """Sets (or clears, with ``None``) the progress callback. It runs on the
+        thread that called :meth:`register`, inside the call. An exception it
+        raises is logged to the ``"dps"`` logger and ignored (the registration
+        goes on); ``KeyboardInterrupt``/``SystemExit`` cancel the registration
+        and are re-raised from :meth:`register`."""
+        with self._op_lock:
+            self._check()
+            if callback is None:
+                st = self._lib.dps_client_set_status_callback(self._h, _native.STATUS_CALLBACK(), None)
+                self._trampoline = None
+            else:
+                if not callable(callback):
+                    raise TypeError("the status callback must be callable")
+                tramp = _native.STATUS_CALLBACK(self._on_event)
+                st = self._lib.dps_client_set_status_callback(self._h, tramp, None)
+                self._trampoline = tramp
+            self._on_status = callback
+            if st != Status.OK:
+                raise error_class(st)(st, _status_text(self._lib, st))
+
+    def _on_event(self, _userdata: Any, event: int, wait_ms: int, cause: int) -> None:
+        # Runs inside a C call: nothing may propagate out of here.
+        try:
+            cb = self._on_status
+            if cb is None:
+                return
+            try:
+                ev = StatusEvent(Event(event), wait_ms / 1000.0, Status(cause) if cause else None)
+            except ValueError:
+                return  # an event of a newer library
+            cb(ev)
+        except Exception:  # noqa: BLE001
+            try:
+                log.exception("dps: the status callback raised an exception (ignored)")
+            except BaseException:  # noqa: BLE001
+                pass
+        except BaseException as e:  # KeyboardInterrupt, SystemExit
+            if self._pending is None:
+                self._pending = e
+            try:
+                self._lib.dps_client_cancel(self._h)
+                self._wake.set()
+            except BaseException:  # noqa: BLE001
+                pass
+
+    # -- operations --------------------------------------------------------------------------
+
+    def cancel(self) -> None:
+        """Cancels the registration or lookup in progress: it raises
+        :class:`~dps.CancelledError` promptly. Safe from any thread and from the
+        status callback."""
+        h = self._h
+        if h:
+            self._lib.dps_client_cancel(h)
+        self._wake.set()
+
+    def register(self) -> Registration:
+        """Registers the device and blocks until DPS assigns it (retrying
+        throttling, server and network errors within the deadline).
+
+        Waits happen in Python, so ``KeyboardInterrupt`` and :meth:`cancel`
+        interrupt them. Raises a :class:`~dps.DpsError` subclass on failure.
+        """
+        lib = self._lib
+        with self._op_lock:
+            self._check()
+            self._wake.clear()
+            self._pending = None
+            out = _native.RegistrationP()
+            wait = c_uint32(0)
+            finished = False
+            try:
+                while True:
+                    st = lib.dps_client_step(self._h, byref(wait), byref(out))
+                    if st == Status.PENDING:
+                        if self._pending is not None:
+                            lib.dps_client_cancel(self._h)
+                            continue
+                        if wait.value:
+                            self._wake.wait(wait.value / 1000.0)
+                        continue
+                    finished = True
+                    if self._pending is not None:
+                        if st == Status.OK:
+                            lib.dps_registration_free(out)
+                        raise self._pending
+                    if st == Status.OK:
+                        return self._take(out)
+                    raise self._last_error(st)
+            finally:
+                self._pending = None
+                if not finished:
+                    # Interrupted in Python (KeyboardInterrupt...): end the run in the library.
+                    lib.dps_client_cancel(self._h)
+                    out2 = _native.RegistrationP()
+                    if lib.dps_client_step(self._h, byref(wait), byref(out2)) == Status.OK:
+                        lib.dps_registration_free(out2)
+
+    def lookup(self) -> Registration:
+        """Asks DPS for the device's current registration (Device Registration
+        Status Lookup, not billable) without re-registering. The result's
+        ``status`` may be ``FAILED`` or ``DISABLED``. Blocking; :meth:`cancel`
+        interrupts it."""
+        lib = self._lib
+        with self._op_lock:
+            self._check()
+            out = _native.RegistrationP()
+            st = lib.dps_client_lookup(self._h, byref(out))
+            if st != Status.OK:
+                raise self._last_error(st)
+            return self._take(out)
+
+    def _last_error(self, st: int) -> DpsError:
+        return _error_from_ptr(self._lib, st, self._lib.dps_client_last_error(self._h))
+
+    def _take(self, reg: Any) -> Registration:
+        """Copies a ``dps_registration*`` into a :class:`Registration` and frees it."""
+        lib = self._lib
+        try:
+            payload_text = _dec(lib.dps_registration_payload_json(reg))
+            payload = json.loads(payload_text) if payload_text else None
+            n = lib.dps_registration_issued_certificate_count(reg)
+            chain = tuple(_dec(lib.dps_registration_issued_certificate(reg, i)) or "" for i in range(n))
+            code = lib.dps_registration_error_code(reg)
+            return Registration(
+                status=RegistrationStatus.from_code(lib.dps_registration_status(reg)),
+                registration_id=_dec(lib.dps_registration_registration_id(reg)),
+                assigned_hub=_dec(lib.dps_registration_assigned_hub(reg)),
+                device_id=_dec(lib.dps_registration_device_id(reg)),
+                substatus=_dec(lib.dps_registration_substatus(reg)),
+                created_at=_dec(lib.dps_registration_created_at(reg)),
+                last_updated_at=_dec(lib.dps_registration_last_updated_at(reg)),
+                etag=_dec(lib.dps_registration_etag(reg)),
+                payload=payload,
+                enrollment_group_id=_dec(lib.dps_registration_enrollment_group_id(reg)),
+                error_code=code or None,
+                error_message=_dec(lib.dps_registration_error_message(reg)),
+                issued_certificate_chain=chain,
+                connection_string=self._connection_string(reg),
+            )
+        finally:
+            lib.dps_registration_free(reg)
+
+    def _connection_string(self, reg: Any) -> Optional[str]:
+        lib = self._lib
+        n = c_size_t(0)
+        buf = (c_char * 512)()
+        st = lib.dps_client_connection_string(self._h, reg, buf, len(buf), byref(n))
+        if st == Status.BUFFER_TOO_SMALL:
+            buf = (c_char * (n.value + 1))()
+            st = lib.dps_client_connection_string(self._h, reg, buf, len(buf), byref(n))
+        if st != Status.OK:
+            return None  # no hub or device ID (a failed or disabled lookup result)
+        try:
+            return bytes(buf[: n.value]).decode("utf-8")
+        finally:
+            ctypes.memset(buf, 0, len(buf))
+
+
+def register(id_scope: str, registration_id: Optional[str] = None, **options: Any) -> Registration:
+    """Registers a device in one call and returns its :class:`Registration`.
+
+    Takes the arguments of :class:`Client` (one credential keyword, and
+    ``payload``, ``endpoint``, ``trusted_roots``, ``proxy``, ``timeout``,
+    ``on_status``, ...). Raises a :class:`~dps.DpsError` subclass carrying the
+    status, HTTP status, DPS errorCode and trackingId.
+
+    Example::
+
+        reg = dps.register("0ne00000001", "dev-sym",
+                           symmetric_key="AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=",
+                           endpoint="localhost:8443", trusted_roots="/tmp/dps-ca.pem")
+        print(reg.assigned_hub, reg.device_id)
+    """
+    with Client(id_scope, registration_id, **options) as c:
+        return c.register()
+
+
+def lookup(id_scope: str, registration_id: Optional[str] = None, **options: Any) -> Registration:
+    """Looks up a device's current registration without re-registering
+    (arguments as :func:`register`)."""
+    with Client(id_scope, registration_id, **options) as c:
+        return c.lookup()

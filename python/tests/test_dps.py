@@ -1,0 +1,528 @@
+"""The Python package against dps-emulator: every credential kind, failures,
+the status callback, logging, cancellation, proxy, library loading."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import select
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+import dps
+from conftest import FIXTURES, GROUP_KEY, KEY, OTHER_KEY, REPO, SCOPE, Emu
+
+V1_REG_ID = "sn-007-888-abc-mac-a1-b2-c3-d4-e5-f6"
+V1_DEVICE_KEY = "Jsm0lyGpjaVYVP2g3FnmnmG9dI/9qU24wNoykUmermc="
+
+
+# ---------------------------------------------------------------------------------------------
+# Credential kinds
+
+
+def test_symmetric_key(emu: Emu) -> None:
+    reg = dps.register(SCOPE, "dev-sym", symmetric_key=KEY, **emu.opts())
+    assert reg.status is dps.RegistrationStatus.ASSIGNED
+    assert reg.assigned_hub == "hub-a.azure-devices.net"
+    assert reg.device_id == "dev-sym-device"
+    assert reg.registration_id == "dev-sym"
+    assert reg.substatus in ("initialAssignment",)
+    assert reg.created_at and reg.last_updated_at and reg.etag
+    assert reg.payload is None and reg.enrollment_group_id is None
+    assert reg.connection_string == (
+        f"HostName=hub-a.azure-devices.net;DeviceId=dev-sym-device;SharedAccessKey={KEY}"
+    )
+    # Frozen, and the secret stays out of repr() and to_dict().
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        reg.device_id = "x"  # type: ignore[misc]
+    assert KEY not in repr(reg)
+    assert "connection_string" not in reg.to_dict()
+    assert reg.to_dict()["status"] == "assigned"
+    assert reg.to_dict(include_secrets=True)["connection_string"] == reg.connection_string
+
+
+def test_group_key_with_payload_dict(emu: Emu) -> None:
+    payload = {"model": "x1", "fw": [1, 2], "nested": {"ok": True}}
+    reg = dps.register(SCOPE, V1_REG_ID, group_key=GROUP_KEY, payload=payload, **emu.opts())
+    assert reg.device_id == V1_REG_ID
+    assert reg.payload == payload
+    assert reg.enrollment_group_id == "sym-group"
+    assert reg.connection_string is not None
+    assert reg.connection_string.endswith(f";SharedAccessKey={V1_DEVICE_KEY}")
+
+
+def test_enrollment_payload_is_returned_as_dict(emu: Emu) -> None:
+    reg = dps.register(SCOPE, "dev-payload", symmetric_key=KEY, **emu.opts())
+    assert reg.payload == {"firmware": "1.2.3", "site": "lab"}
+
+
+def test_x509_pem_files_registration_id_from_cn(emu: Emu) -> None:
+    reg = dps.register(
+        SCOPE,
+        cert=FIXTURES / "p256.cert.pem",
+        key=str(FIXTURES / "p256.key.pem"),
+        **emu.opts(),
+    )
+    assert reg.device_id == "x509-p256-device"
+    assert reg.connection_string == f"HostName={reg.assigned_hub};DeviceId=x509-p256-device;x509=true"
+
+
+def test_x509_pem_bytes_and_text(emu: Emu) -> None:
+    cert = (FIXTURES / "p256.cert.pem").read_bytes()
+    key = (FIXTURES / "p256.sec1.key.pem").read_text()
+    reg = dps.register(SCOPE, "x509-p256-device", cert=cert, key=key, **emu.opts(trusted_roots=emu.ca.read_bytes()))
+    assert reg.device_id == "x509-p256-device"
+
+
+def test_x509_encrypted_key_with_password(emu: Emu) -> None:
+    try:
+        reg = dps.register(
+            SCOPE,
+            cert=FIXTURES / "p256.cert.pem",
+            key=FIXTURES / "p256.enc.key.pem",
+            key_password="fixture-pass",
+            **emu.opts(),
+        )
+    except dps.CredentialError as e:
+        if "without the encrypted-keys feature" in e.message:
+            pytest.skip(f"{dps.version()} was built without the encrypted-keys feature")
+        raise
+    assert reg.device_id == "x509-p256-device"
+    with pytest.raises(dps.CredentialError) as ei:
+        dps.Client(SCOPE, cert=FIXTURES / "p256.cert.pem", key=FIXTURES / "p256.enc.key.pem", key_password="nope", **emu.opts())
+    assert ei.value.status == dps.Status.KEY_PASSWORD
+
+
+def test_x509_chain_for_group(emu: Emu) -> None:
+    reg = dps.register(SCOPE, cert=FIXTURES / "chain.pem", key=FIXTURES / "chain-leaf.key.pem", **emu.opts())
+    assert reg.device_id == "x509-chain-device"
+    assert reg.enrollment_group_id == "x509-chain-group"
+
+
+def test_pkcs12_file_and_bytes(emu: Emu) -> None:
+    if "pkcs12" not in dps.version():
+        # A build without the `pkcs12` feature must say so clearly.
+        with pytest.raises(dps.UsageError) as ei:
+            dps.Client(SCOPE, pkcs12=FIXTURES / "rsa.p12", pkcs12_password="fixture-pass", **emu.opts())
+        assert ei.value.status == dps.Status.UNSUPPORTED
+        pytest.skip(f"{dps.version()} was built without the pkcs12 feature")
+    reg = dps.register(SCOPE, pkcs12=FIXTURES / "rsa.p12", pkcs12_password="fixture-pass", **emu.opts())
+    assert reg.device_id == "x509-rsa-device"
+    data = (FIXTURES / "rsa.p12").read_bytes()
+    reg = dps.register(SCOPE, "x509-rsa-device", pkcs12=data, pkcs12_password="fixture-pass", **emu.opts())
+    assert reg.device_id == "x509-rsa-device"
+    with pytest.raises(dps.CredentialError) as ei:
+        dps.register(SCOPE, pkcs12=data, pkcs12_password="wrong", **emu.opts())
+    assert ei.value.status == dps.Status.PKCS12_PASSWORD
+
+
+def test_lookup_after_register(emu: Emu) -> None:
+    dps.register(SCOPE, "dev-sym", symmetric_key=KEY, **emu.opts())
+    reg = dps.lookup(SCOPE, "dev-sym", symmetric_key=KEY, **emu.opts())
+    assert reg.status is dps.RegistrationStatus.ASSIGNED
+    assert reg.device_id == "dev-sym-device"
+
+
+def test_client_reuse_and_context_manager(emu: Emu) -> None:
+    with dps.Client(SCOPE, "dev-sym", symmetric_key=KEY, **emu.opts()) as c:
+        a = c.register()
+        b = c.register()
+        assert a.device_id == b.device_id == "dev-sym-device"
+        assert c.lookup().assigned_hub == a.assigned_hub
+    with pytest.raises(dps.UsageError):
+        c.register()
+    c.close()  # idempotent
+
+
+def test_retries_throttling_and_server_errors(emu: Emu) -> None:
+    events = []
+    reg = dps.register(SCOPE, "dev-flaky", symmetric_key=KEY, on_status=events.append, **emu.opts())
+    assert reg.status is dps.RegistrationStatus.ASSIGNED
+    causes = [e.cause for e in events if e.event is dps.Event.RETRYING]
+    assert causes[:3] == [dps.Status.THROTTLED, dps.Status.THROTTLED, dps.Status.SERVICE]
+
+
+# ---------------------------------------------------------------------------------------------
+# Failures
+
+
+def test_wrong_key_is_unauthorized_with_detail(emu: Emu) -> None:
+    with pytest.raises(dps.UnauthorizedError) as ei:
+        dps.register(SCOPE, "dev-sym", symmetric_key=OTHER_KEY, **emu.opts())
+    e = ei.value
+    assert isinstance(e, dps.ServiceError) and isinstance(e, dps.DpsError)
+    assert e.status == dps.Status.UNAUTHORIZED == 401
+    assert e.http_status == 401
+    assert e.dps_code == 401002
+    assert e.tracking_id and len(e.tracking_id) >= 8
+    assert e.tracking_id in e.message and "401002" in e.message
+    assert not e.retriable
+    assert OTHER_KEY not in str(e)
+
+
+def test_unknown_device_x509_thumbprint_is_unauthorized(emu: Emu) -> None:
+    # p384 is not enrolled.
+    with pytest.raises(dps.UnauthorizedError):
+        dps.register(SCOPE, cert=FIXTURES / "p384.cert.pem", key=FIXTURES / "p384.sec1.key.pem", **emu.opts())
+
+
+def test_disabled_enrollment(emu: Emu) -> None:
+    with pytest.raises(dps.EnrollmentDisabledError) as ei:
+        dps.register(SCOPE, "dev-disabled", symmetric_key=KEY, **emu.opts())
+    assert ei.value.status == dps.Status.DISABLED
+    assert isinstance(ei.value, dps.RegistrationFailedError)
+
+
+def test_failed_registration_carries_dps_code(emu: Emu) -> None:
+    with pytest.raises(dps.RegistrationFailedError) as ei:
+        dps.register(SCOPE, "dev-failed", symmetric_key=KEY, **emu.opts())
+    e = ei.value
+    assert e.status == dps.Status.REGISTRATION_FAILED
+    assert e.dps_code == 400207
+    assert "Custom allocation failed" in e.message
+    # The lookup shows the failed state as a result, not an exception.
+    reg = dps.lookup(SCOPE, "dev-failed", symmetric_key=KEY, **emu.opts())
+    assert reg.status is dps.RegistrationStatus.FAILED
+    assert reg.error_code == 400207
+    assert reg.connection_string is None
+
+
+def test_unknown_scope_is_not_found(emu: Emu) -> None:
+    with pytest.raises(dps.NotFoundError) as ei:
+        dps.register("0ne99999999", "dev-sym", symmetric_key=KEY, **emu.opts())
+    assert ei.value.http_status == 404
+
+
+def test_untrusted_server(emu: Emu) -> None:
+    # Built-in Azure roots only: the emulator CA is not trusted.
+    with pytest.raises(dps.TlsError) as ei:
+        dps.register(SCOPE, "dev-sym", symmetric_key=KEY, endpoint=emu.endpoint, timeout=10, request_timeout=5)
+    assert ei.value.status == dps.Status.TLS_SERVER_UNTRUSTED
+    assert isinstance(ei.value, dps.NetworkError) and isinstance(ei.value, ConnectionError)
+
+
+def test_connection_refused_until_deadline(emu: Emu) -> None:
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    with pytest.raises(dps.DeadlineExceededError) as ei:
+        dps.register(SCOPE, "dev-sym", symmetric_key=KEY, **emu.opts(endpoint=f"localhost:{port}", timeout=1))
+    assert ei.value.retriable
+    assert "connect" in ei.value.message.lower()
+    assert isinstance(ei.value, TimeoutError)
+
+
+@pytest.mark.parametrize(
+    "kwargs, status, exc",
+    [
+        (dict(id_scope="not a scope"), dps.Status.INVALID_ID_SCOPE, dps.UsageError),
+        (dict(registration_id="-bad-"), dps.Status.INVALID_REGISTRATION_ID, dps.UsageError),
+        (dict(symmetric_key="not base64!"), dps.Status.INVALID_KEY, dps.CredentialError),
+        (dict(payload="[1,2]"), dps.Status.INVALID_PAYLOAD, dps.UsageError),
+        (dict(endpoint="host:notaport"), dps.Status.INVALID_ENDPOINT, dps.UsageError),
+        (dict(proxy="ftp://nope"), dps.Status.INVALID_PROXY, dps.UsageError),
+        (dict(trusted_roots=b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"), dps.Status.INVALID_TRUST_ANCHOR, dps.CredentialError),
+        (dict(trusted_roots="/nonexistent/ca.pem"), dps.Status.FILE_READ, dps.CredentialError),
+        (dict(timeout=0), dps.Status.INVALID_ARGUMENT, dps.UsageError),
+        (dict(default_roots="none", trusted_roots=None), dps.Status.INVALID_TRUST_ANCHOR, dps.CredentialError),
+    ],
+)
+def test_configuration_errors(emu: Emu, kwargs, status, exc) -> None:
+    args = dict(id_scope=SCOPE, registration_id="dev-sym", symmetric_key=KEY, **emu.opts())
+    args.update(kwargs)
+    if args.get("trusted_roots") is None:
+        args.pop("trusted_roots")
+    with pytest.raises(exc) as ei:
+        dps.Client(**args)
+    assert ei.value.status == status
+    assert isinstance(ei.value, ValueError)
+    assert ei.value.message
+
+
+def test_credential_argument_checks(emu: Emu) -> None:
+    with pytest.raises(dps.UsageError, match="one credential"):
+        dps.Client(SCOPE, "dev-sym", symmetric_key=KEY, group_key=GROUP_KEY)
+    with pytest.raises(dps.UsageError) as ei:
+        dps.Client(SCOPE, "dev-sym")
+    assert ei.value.status == dps.Status.NO_CREDENTIAL
+    with pytest.raises(dps.CredentialError) as ei:
+        dps.Client(SCOPE, cert=FIXTURES / "p256.cert.pem", key=FIXTURES / "mismatch.key.pem", **emu.opts())
+    assert ei.value.status == dps.Status.KEY_MISMATCH
+    with pytest.raises(dps.CredentialError) as ei:
+        dps.Client(SCOPE, "other-id", cert=FIXTURES / "p256.cert.pem", key=FIXTURES / "p256.key.pem", **emu.opts())
+    assert ei.value.status == dps.Status.INVALID_CERTIFICATE
+    with pytest.raises(dps.CredentialError) as ei:
+        dps.Client(SCOPE, cert="/nonexistent/cert.pem", key=b"-----BEGIN PRIVATE KEY-----\n", **emu.opts())
+    assert ei.value.status == dps.Status.FILE_READ
+
+
+# ---------------------------------------------------------------------------------------------
+# Deadline, cancel
+
+
+def test_deadline_while_assigning(emu: Emu) -> None:
+    t0 = time.monotonic()
+    with pytest.raises(dps.DeadlineExceededError):
+        dps.register(SCOPE, "dev-slow", symmetric_key=KEY, **emu.opts(timeout=1.5))
+    assert time.monotonic() - t0 < 5
+
+
+def test_cancel_from_another_thread(emu: Emu) -> None:
+    events = []
+    with dps.Client(SCOPE, "dev-slow", symmetric_key=KEY, on_status=events.append, **emu.opts()) as c:
+        threading.Timer(0.3, c.cancel).start()
+        t0 = time.monotonic()
+        with pytest.raises(dps.CancelledError):
+            c.register()
+        assert time.monotonic() - t0 < 3
+        assert events[-1].event is dps.Event.FAILED and events[-1].cause == dps.Status.CANCELLED
+    # The client stays usable after a cancel.
+    with dps.Client(SCOPE, "dev-sym", symmetric_key=KEY, **emu.opts()) as c:
+        c.cancel()  # before a registration: no effect on the next one
+        assert c.register().device_id == "dev-sym-device"
+
+
+def test_cancel_from_the_callback(emu: Emu) -> None:
+    with dps.Client(SCOPE, "dev-slow", symmetric_key=KEY, **emu.opts()) as c:
+        def cb(ev: dps.StatusEvent) -> None:
+            if ev.event is dps.Event.ASSIGNING:
+                c.cancel()
+
+        c.set_status_callback(cb)
+        with pytest.raises(dps.CancelledError):
+            c.register()
+
+
+# ---------------------------------------------------------------------------------------------
+# Status callback and logging
+
+
+def test_status_callback_events(emu: Emu) -> None:
+    events = []
+    dps.register(SCOPE, "dev-sym", symmetric_key=KEY, on_status=events.append, **emu.opts())
+    kinds = [e.event for e in events]
+    assert kinds[0] is dps.Event.REGISTERING
+    assert dps.Event.ASSIGNING in kinds
+    assert kinds[-1] is dps.Event.ASSIGNED
+    assert all(isinstance(e.wait, float) for e in events)
+
+
+def test_status_callback_failure_event(emu: Emu) -> None:
+    events = []
+    with pytest.raises(dps.UnauthorizedError):
+        dps.register(SCOPE, "dev-sym", symmetric_key=OTHER_KEY, on_status=events.append, **emu.opts())
+    assert events[-1] == dps.StatusEvent(dps.Event.FAILED, 0.0, dps.Status.UNAUTHORIZED)
+
+
+def test_exception_in_callback_is_logged_and_ignored(emu: Emu, caplog: pytest.LogCaptureFixture) -> None:
+    calls = []
+
+    def bad(ev: dps.StatusEvent) -> None:
+        calls.append(ev.event)
+        raise RuntimeError("boom from callback")
+
+    with caplog.at_level(logging.ERROR, logger="dps"):
+        reg = dps.register(SCOPE, "dev-sym", symmetric_key=KEY, on_status=bad, **emu.opts())
+    assert reg.device_id == "dev-sym-device"
+    assert calls[-1] is dps.Event.ASSIGNED
+    assert any("boom from callback" in (r.exc_text or "") or (r.exc_info and "boom" in str(r.exc_info[1])) for r in caplog.records)
+
+
+def test_keyboard_interrupt_in_callback_cancels_and_propagates(emu: Emu) -> None:
+    with dps.Client(SCOPE, "dev-slow", symmetric_key=KEY, **emu.opts()) as c:
+        def cb(ev: dps.StatusEvent) -> None:
+            if ev.event is dps.Event.ASSIGNING:
+                raise KeyboardInterrupt
+
+        c.set_status_callback(cb)
+        with pytest.raises(KeyboardInterrupt):
+            c.register()
+        c.set_status_callback(None)
+    with dps.Client(SCOPE, "dev-sym", symmetric_key=KEY, **emu.opts()) as c:
+        assert c.register().device_id == "dev-sym-device"
+
+
+def test_exception_in_callback_cannot_crash_the_process(emu: Emu) -> None:
+    script = f"""
+import sys
+sys.path.insert(0, {str(REPO / 'python')!r})
+import dps
+def cb(ev):
+    raise ValueError("callback exploded " + ev.event.name)
+def cb2(ev):
+    1 / 0
+reg = dps.register({SCOPE!r}, "dev-sym", symmetric_key={KEY!r}, on_status=cb,
+                   endpoint={emu.endpoint!r}, trusted_roots={str(emu.ca)!r}, default_roots="none")
+c = dps.Client({SCOPE!r}, "dev-sym", symmetric_key="{OTHER_KEY}", on_status=cb2,
+               endpoint={emu.endpoint!r}, trusted_roots={str(emu.ca)!r}, default_roots="none")
+try:
+    c.register()
+except dps.UnauthorizedError as e:
+    print("unauthorized", e.dps_code)
+print("survived", reg.device_id)
+"""
+    p = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    assert "survived dev-sym-device" in p.stdout
+    assert "unauthorized 401002" in p.stdout
+    assert "callback exploded REGISTERING" in p.stderr  # logged with its traceback
+    assert "ZeroDivisionError" in p.stderr
+
+
+def test_library_logs_go_to_python_logging(emu: Emu, caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.DEBUG, logger="dps"):
+        dps.register(SCOPE, "dev-sym", symmetric_key=KEY, **emu.opts())
+    msgs = [r.getMessage() for r in caplog.records if r.name == "dps"]
+    assert any("assigned to hub-a.azure-devices.net" in m for m in msgs), msgs
+    assert any(r.levelno == logging.INFO for r in caplog.records if r.name == "dps")
+    assert any("PUT /0ne00000001/registrations/dev-sym/register" in m for m in msgs)
+    assert not any(KEY in m or "sig=" in m and "<redacted>" not in m for m in msgs)
+    # Turning library logging off stops the lines at the source.
+    caplog.clear()
+    dps.set_log_level(None)
+    try:
+        with caplog.at_level(logging.DEBUG, logger="dps"):
+            dps.register(SCOPE, "dev-sym", symmetric_key=KEY, **emu.opts())
+        assert not [r for r in caplog.records if r.name == "dps"]
+    finally:
+        dps.set_log_level(logging.DEBUG)
+
+
+# ---------------------------------------------------------------------------------------------
+# Proxy
+
+
+class ConnectProxy:
+    """A minimal HTTP CONNECT proxy on 127.0.0.1 that counts tunnels."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(8)
+        self.port = self.sock.getsockname()[1]
+        self.tunnels: list = []
+        self.auth: list = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._handle, args=(c,), daemon=True).start()
+
+    def _handle(self, c: socket.socket) -> None:
+        head = b""
+        while b"\r\n\r\n" not in head:
+            d = c.recv(4096)
+            if not d:
+                return
+            head += d
+        lines = head.split(b"\r\n")
+        method, target, _ = lines[0].decode().split(" ")
+        self.auth += [ln.decode() for ln in lines if ln.lower().startswith(b"proxy-authorization:")]
+        host, port = target.rsplit(":", 1)
+        self.tunnels.append(target)
+        u = socket.create_connection(("127.0.0.1", int(port)))
+        c.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
+        socks = [c, u]
+        try:
+            while True:
+                r, _, _ = select.select(socks, [], [], 10)
+                if not r:
+                    return
+                for s in r:
+                    d = s.recv(65536)
+                    if not d:
+                        return
+                    (u if s is c else c).sendall(d)
+        finally:
+            c.close()
+            u.close()
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def test_proxy(emu: Emu) -> None:
+    p = ConnectProxy()
+    try:
+        reg = dps.register(SCOPE, "dev-sym", symmetric_key=KEY, **emu.opts(proxy=f"http://user:s3cret@127.0.0.1:{p.port}"))
+        assert reg.device_id == "dev-sym-device"
+        assert p.tunnels == [f"localhost:{emu.port}"]
+        assert p.auth and p.auth[0].lower().startswith("proxy-authorization: basic ")
+        # From the environment.
+        os.environ["HTTPS_PROXY"] = f"http://127.0.0.1:{p.port}"
+        os.environ.pop("NO_PROXY", None)
+        try:
+            dps.register(SCOPE, "dev-sym", symmetric_key=KEY, **emu.opts(proxy="env"))
+        finally:
+            del os.environ["HTTPS_PROXY"]
+        assert len(p.tunnels) == 2
+    finally:
+        p.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# Functions, library
+
+
+def test_derive_device_key() -> None:
+    assert dps.derive_device_key(GROUP_KEY, V1_REG_ID) == V1_DEVICE_KEY
+    with pytest.raises(dps.CredentialError) as ei:
+        dps.derive_device_key("not base64!", V1_REG_ID)
+    assert ei.value.status == dps.Status.INVALID_KEY
+    with pytest.raises(dps.UsageError) as ei:
+        dps.derive_device_key(GROUP_KEY, "bad id!")
+    assert ei.value.status == dps.Status.INVALID_REGISTRATION_ID
+
+
+def test_status_lookup() -> None:
+    assert dps.status_str(dps.Status.UNAUTHORIZED).startswith("DPS rejected the credential")
+    assert dps.status_str(12345) == "unknown status"
+    assert dps.Status(401) is dps.Status.UNAUTHORIZED
+    assert dps.Status(777).name == "UNKNOWN_777"
+    assert dps.error_class(303) is dps.TlsError
+    assert dps.error_class(461) is dps.EnrollmentDisabledError
+    assert dps.error_class(102) is dps.UsageError
+
+
+def test_version() -> None:
+    assert dps.version().startswith("dps/0.1.")
+
+
+def test_library_loading_errors(library: Path) -> None:
+    code = """
+import sys
+sys.path.insert(0, {py!r})
+import dps
+try:
+    dps.load_library("/nonexistent/libdps.so")
+except dps.LibraryNotFoundError as e:
+    print("explicit:", e)
+lib = dps.load_library({lib!r})
+print("loaded", dps.version())
+"""
+    env = dict(os.environ)
+    env.pop("DPS_LIBRARY", None)
+    p = subprocess.run(
+        [sys.executable, "-c", code.format(py=str(REPO / "python"), lib=str(library))],
+        capture_output=True, text=True, env=env, timeout=60,
+    )
+    assert p.returncode == 0, p.stderr
+    assert "explicit: libdps not found at /nonexistent/libdps.so" in p.stdout
+    assert "loaded dps/0.1." in p.stdout
+    # DPS_LIBRARY pointing nowhere: a clear error naming the variable's value.
+    env["DPS_LIBRARY"] = "/nonexistent/other.so"
+    p = subprocess.run([sys.executable, "-c", f"import sys; sys.path.insert(0, {str(REPO / 'python')!r}); import dps; dps.version()"],
+                       capture_output=True, text=True, env=env, timeout=60)
+    assert p.returncode != 0 and "libdps not found at /nonexistent/other.so" in p.stderr
