@@ -149,6 +149,10 @@ fn example_config_is_valid() {
     let cfg = dps_emulator::Config::from_file(&p).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(cfg.enrollments.len(), 5);
     assert_eq!(cfg.port, Some(8443));
+    let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/emulator.json");
+    let cfg = dps_emulator::Config::from_file(&p).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(cfg.enrollments.len(), 2);
+    assert_eq!(cfg.enrollments[0].faults.len(), 2);
 }
 
 #[test]
