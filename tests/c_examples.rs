@@ -1,0 +1,315 @@
+//! Builds the C examples with CMake against the release `libdps.a` and runs
+//! them against the emulator; installs the package and builds a consumer
+//! with `find_package(dps)` and with `pkg-config`.
+//!
+//! Needs `cargo build --release -p dps` first (the release build is shared
+//! with the Python tests and the benchmarks) and `cmake`.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use common::*;
+use dps_emulator::pki;
+
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"))
+}
+
+fn release_dir() -> PathBuf {
+    let dir = target_dir().join("release");
+    assert!(
+        dir.join("libdps.a").exists(),
+        "{}/libdps.a is missing: run `cargo build --release -p dps` first",
+        dir.display()
+    );
+    dir
+}
+
+fn run(cmd: &mut Command) -> Output {
+    cmd.output().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"))
+}
+
+fn check(cmd: &mut Command) -> Output {
+    let out = run(cmd);
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// Configures and builds the project (examples included) into `dir`.
+fn cmake_build(dir: &Path, extra: &[&str]) {
+    let src = env!("CARGO_MANIFEST_DIR");
+    let lib = format!("-DDPS_LIB_DIR={}", release_dir().display());
+    check(
+        Command::new("cmake")
+            .args(["-S", src, "-B"])
+            .arg(dir)
+            .arg(&lib)
+            .args(["-DCMAKE_BUILD_TYPE=Release"])
+            .args(extra),
+    );
+    check(
+        Command::new("cmake")
+            .arg("--build")
+            .arg(dir)
+            .args(["-j", "2"]),
+    );
+}
+
+#[test]
+fn c_examples_register_against_the_emulator() {
+    let build = target_dir().join("c-tests/build");
+    cmake_build(&build, &[]);
+    let tmp = target_dir().join("c-tests/files");
+    std::fs::create_dir_all(&tmp).unwrap();
+
+    let leaf = pki::self_signed_device("c-x509-device");
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/x509");
+    let root_pem = std::fs::read_to_string(fixtures.join("chain-root.cert.pem")).unwrap();
+    let emu = emulator(&format!(
+        r#"
+[[enrollments]]
+registration_id = "c-x509-device"
+attestation = "x509"
+thumbprint = "{}"
+[[enrollments]]
+group_id = "pfx-group"
+attestation = "x509"
+ca_pem = """{root_pem}"""
+"#,
+        leaf.sha256_thumbprint
+    ));
+    let ca = tmp.join("emulator-ca.pem");
+    std::fs::write(&ca, emu.ca_pem()).unwrap();
+    std::fs::write(tmp.join("leaf.pem"), &leaf.cert_pem).unwrap();
+    std::fs::write(tmp.join("leaf.key"), &leaf.key_pem).unwrap();
+
+    let example = |name: &str, env: &[(&str, &str)]| {
+        let mut cmd = Command::new(build.join("c-examples").join(name));
+        cmd.env_clear()
+            .env("DPS_ID_SCOPE", SCOPE)
+            .env("DPS_ENDPOINT", format!("localhost:{}", emu.port()))
+            .env("DPS_CA_FILE", &ca);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        run(&mut cmd)
+    };
+    let stdout = |o: &Output| String::from_utf8_lossy(&o.stdout).into_owned();
+
+    let o = example(
+        "register_symmetric_key",
+        &[
+            ("DPS_REGISTRATION_ID", "dev-sym"),
+            ("DPS_SYMMETRIC_KEY", KEY),
+        ],
+    );
+    assert!(o.status.success(), "{o:?}");
+    assert_eq!(
+        stdout(&o),
+        "assigned hub=hub-a.azure-devices.net device=dev-sym-device substatus=initialAssignment\n"
+    );
+
+    let o = example(
+        "register_symmetric_key",
+        &[
+            ("DPS_REGISTRATION_ID", "c-group-device"),
+            ("DPS_GROUP_KEY", GROUP_KEY),
+            ("DPS_PAYLOAD", r#"{"fw":"1.0"}"#),
+        ],
+    );
+    assert!(o.status.success(), "{o:?}");
+    assert!(
+        stdout(&o).contains("device=c-group-device")
+            && stdout(&o).contains(r#"payload={"fw":"1.0"}"#),
+        "{o:?}"
+    );
+
+    let cert = tmp.join("leaf.pem");
+    let key = tmp.join("leaf.key");
+    let o = example(
+        "register_x509",
+        &[
+            ("DPS_CERT_FILE", cert.to_str().unwrap()),
+            ("DPS_KEY_FILE", key.to_str().unwrap()),
+        ],
+    );
+    assert!(o.status.success(), "{o:?}");
+    assert!(stdout(&o).contains("device=c-x509-device"), "{o:?}");
+
+    let pfx = fixtures.join("chain.p12");
+    let o = example(
+        "register_pfx",
+        &[
+            ("DPS_PFX_FILE", pfx.to_str().unwrap()),
+            ("DPS_PFX_PASSWORD", "fixture-pass"),
+        ],
+    );
+    assert!(o.status.success(), "{o:?}");
+    assert!(stdout(&o).contains("device=x509-chain-device"), "{o:?}");
+    let o = example(
+        "register_pfx",
+        &[
+            ("DPS_PFX_FILE", pfx.to_str().unwrap()),
+            ("DPS_PFX_PASSWORD", "wrong"),
+        ],
+    );
+    assert_eq!(
+        o.status.code(),
+        Some(3),
+        "wrong PFX password is its own error: {o:?}"
+    );
+
+    let o = example(
+        "step_superloop",
+        &[
+            ("DPS_REGISTRATION_ID", "dev-sym"),
+            ("DPS_SYMMETRIC_KEY", KEY),
+        ],
+    );
+    assert!(o.status.success(), "{o:?}");
+    assert!(stdout(&o).contains("after 3 steps and 4 events"), "{o:?}");
+
+    // A wrong key: the error line carries the DPS error code and exit code 1.
+    let o = example(
+        "register_symmetric_key",
+        &[
+            ("DPS_REGISTRATION_ID", "dev-sym"),
+            (
+                "DPS_SYMMETRIC_KEY",
+                "HxweHRwbGhkYFxYVFBMSERAPDg0MCwoJCAcGBQQDAgE=",
+            ),
+        ],
+    );
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("errorCode 401002"),
+        "{o:?}"
+    );
+    // Six registrations reached the server (the wrong PFX password failed before any traffic).
+    assert_eq!(
+        emu.counters().tls_handshakes,
+        6,
+        "one TLS handshake per registration"
+    );
+}
+
+#[test]
+fn installed_package_works_with_find_package_and_pkg_config() {
+    let base = target_dir().join("c-tests/install");
+    let _ = std::fs::remove_dir_all(&base);
+    let build = base.join("build");
+    let prefix = base.join("prefix");
+    cmake_build(&build, &["-DDPS_BUILD_EXAMPLES=OFF"]);
+    check(
+        Command::new("cmake")
+            .arg("--install")
+            .arg(&build)
+            .arg("--prefix")
+            .arg(&prefix),
+    );
+    assert!(prefix.join("include/dps.h").exists());
+
+    // A consumer: checks the header/library versions agree and derives a key.
+    let consumer = base.join("consumer");
+    std::fs::create_dir_all(&consumer).unwrap();
+    std::fs::write(
+        consumer.join("main.c"),
+        r#"#include <stdio.h>
+#include <string.h>
+#include "dps.h"
+int main(void) {
+    char key[64];
+    size_t len = 0;
+    if (dps_version_number() != DPS_VERSION_NUMBER) return 1;
+    if (!DPS_VERSION_AT_LEAST(0, 1, 0)) return 2;
+    if (dps_derive_device_key("8isrFI1sGsIlvvFSSFRiMfCNzv21fjbE/+ah/lSh3lF8e2YG1Te7w1KpZhJFFXJrqYKi9yegxkqIChbqOS9Egw==",
+                              "sn-007-888-abc-mac-a1-b2-c3-d4-e5-f6", key, sizeof key, &len) != DPS_OK) return 3;
+    puts(key);
+    return strcmp(key, "Jsm0lyGpjaVYVP2g3FnmnmG9dI/9qU24wNoykUmermc=") == 0 ? 0 : 4;
+}
+"#,
+    )
+    .unwrap();
+    std::fs::write(
+        consumer.join("CMakeLists.txt"),
+        "cmake_minimum_required(VERSION 3.16)\nproject(consumer C)\nfind_package(dps 0.1 REQUIRED)\n\
+         add_executable(consumer main.c)\ntarget_link_libraries(consumer PRIVATE dps::dps)\n",
+    )
+    .unwrap();
+    let cbuild = base.join("consumer-build");
+    check(
+        Command::new("cmake")
+            .arg("-S")
+            .arg(&consumer)
+            .arg("-B")
+            .arg(&cbuild)
+            .arg(format!("-DCMAKE_PREFIX_PATH={}", prefix.display())),
+    );
+    check(Command::new("cmake").arg("--build").arg(&cbuild));
+    let out = check(&mut Command::new(cbuild.join("consumer")));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "Jsm0lyGpjaVYVP2g3FnmnmG9dI/9qU24wNoykUmermc=\n"
+    );
+
+    // pkg-config --static, as a plain Makefile user would link.
+    let pc = check(
+        Command::new("pkg-config")
+            .args(["--static", "--cflags", "--libs", "dps"])
+            .env("PKG_CONFIG_PATH", prefix.join("lib/pkgconfig")),
+    );
+    let flags = String::from_utf8_lossy(&pc.stdout).into_owned();
+    assert!(
+        flags.contains("-ldps") && flags.contains("-lpthread"),
+        "{flags}"
+    );
+    let exe = base.join("consumer-pc");
+    let mut gcc = Command::new("cc");
+    gcc.arg(consumer.join("main.c"))
+        .arg("-o")
+        .arg(&exe)
+        .args(flags.split_whitespace())
+        .arg("-Wl,--gc-sections");
+    check(&mut gcc);
+    check(&mut Command::new(&exe));
+}
+
+#[test]
+fn native_static_libs_match_what_we_ship() {
+    // rustc's list for this target, saved by the release build step of .ci/run
+    // (`cargo rustc --release ... -- --print native-static-libs`); the CMake
+    // target and dps.pc must carry each library.
+    let saved = release_dir().join("native-static-libs.txt");
+    let text = std::fs::read_to_string(&saved).unwrap_or_else(|_| {
+        panic!(
+            "{} is missing: build the release library with .ci/build-release",
+            saved.display()
+        )
+    });
+    let line = text
+        .lines()
+        .find(|l| l.contains("native-static-libs:"))
+        .expect("rustc printed the list");
+    let cmake =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("CMakeLists.txt"))
+            .unwrap();
+    let shipped = cmake
+        .lines()
+        .find(|l| l.starts_with("set(DPS_NATIVE_LIBS"))
+        .unwrap();
+    for lib in line.split_whitespace().filter_map(|f| f.strip_prefix("-l")) {
+        assert!(
+            shipped.split([' ', '(', ')']).any(|w| w == lib),
+            "-l{lib} from rustc is missing in CMakeLists.txt: {shipped}"
+        );
+    }
+}
