@@ -30,7 +30,8 @@ fn release_dir() -> PathBuf {
 }
 
 fn run(cmd: &mut Command) -> Output {
-    cmd.output().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"))
+    cmd.output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"))
 }
 
 fn check(cmd: &mut Command) -> Output {
@@ -312,4 +313,44 @@ fn native_static_libs_match_what_we_ship() {
             "-l{lib} from rustc is missing in CMakeLists.txt: {shipped}"
         );
     }
+}
+
+#[test]
+fn header_compiles_as_c99_c11_and_cxx17() {
+    let dir = target_dir().join("c-tests/header");
+    std::fs::create_dir_all(&dir).unwrap();
+    let src = dir.join("use_header.c");
+    std::fs::write(&src, "#include \"dps.h\"\nint main(void) { return dps_version_number() == DPS_VERSION_NUMBER ? 0 : 1; }\n").unwrap();
+    let include = format!("-I{}/include", env!("CARGO_MANIFEST_DIR"));
+    for std in ["-std=c99", "-std=c11"] {
+        check(
+            Command::new("cc")
+                .args([
+                    std,
+                    "-Wall",
+                    "-Wextra",
+                    "-Wpedantic",
+                    "-Wstrict-prototypes",
+                    "-Werror",
+                    "-fsyntax-only",
+                    &include,
+                ])
+                .arg(&src),
+        );
+    }
+    check(
+        Command::new("c++")
+            .args([
+                "-x",
+                "c++",
+                "-std=c++17",
+                "-Wall",
+                "-Wextra",
+                "-Wpedantic",
+                "-Werror",
+                "-fsyntax-only",
+                &include,
+            ])
+            .arg(&src),
+    );
 }
