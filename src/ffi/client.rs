@@ -82,6 +82,27 @@ fn with_client(
 }
 
 impl ClientState {
+    /// Hands a result to C: the registration through `out`, or the error kept
+    /// as the client's last error.
+    ///
+    /// # Safety
+    /// `out` is non-NULL and writable.
+    unsafe fn deliver(
+        &mut self,
+        r: Result<crate::Registration, Error>,
+        out: *mut *mut dps_registration,
+    ) -> dps_status {
+        match r {
+            Ok(r) => {
+                self.last_error = None;
+                // SAFETY: per the contract.
+                unsafe { put(out, Box::into_raw(dps_registration::new(r))) };
+                DPS_OK
+            }
+            Err(e) => self.fail(e),
+        }
+    }
+
     fn fail(&mut self, e: Error) -> dps_status {
         let code = e.kind.code();
         self.last_error = Some(dps_error::new(e));
@@ -168,15 +189,9 @@ pub unsafe extern "C" fn dps_client_register(
         if out.is_null() {
             return DPS_ERR_NULL_ARGUMENT;
         }
-        s.last_error = None;
-        match s.client.register() {
-            Ok(r) => {
-                // SAFETY: out is non-NULL and writable.
-                unsafe { put(out, Box::into_raw(dps_registration::new(r))) };
-                DPS_OK
-            }
-            Err(e) => s.fail(e),
-        }
+        let r = s.client.register();
+        // SAFETY: out is non-NULL and writable.
+        unsafe { s.deliver(r, out) }
     })
 }
 
@@ -208,12 +223,8 @@ pub unsafe extern "C" fn dps_client_step(
                 unsafe { put(wait_ms, ms(d)) };
                 DPS_PENDING
             }
-            Ok(Step::Done(r)) => {
-                s.last_error = None;
-                // SAFETY: out is non-NULL and writable.
-                unsafe { put(out, Box::into_raw(dps_registration::new(r))) };
-                DPS_OK
-            }
+            // SAFETY: out is non-NULL and writable.
+            Ok(Step::Done(r)) => unsafe { s.deliver(Ok(r), out) },
             Err(e) => s.fail(e),
         }
     })
@@ -236,15 +247,9 @@ pub unsafe extern "C" fn dps_client_lookup(
         if out.is_null() {
             return DPS_ERR_NULL_ARGUMENT;
         }
-        s.last_error = None;
-        match s.client.lookup() {
-            Ok(r) => {
-                // SAFETY: out is non-NULL and writable.
-                unsafe { put(out, Box::into_raw(dps_registration::new(r))) };
-                DPS_OK
-            }
-            Err(e) => s.fail(e),
-        }
+        let r = s.client.lookup();
+        // SAFETY: out is non-NULL and writable.
+        unsafe { s.deliver(r, out) }
     })
 }
 
