@@ -487,6 +487,8 @@ class Client:
         self._h = _native.ClientP()
         self._lib = _lib(library)
         self._op_lock = threading.RLock()
+        self._handle_lock = threading.Lock()  # cancel() vs. free
+        self._busy_thread: Optional[int] = None  # the thread inside register()/lookup()
         self._wake = threading.Event()
         self._pending: Optional[BaseException] = None
         self._on_status: Optional[StatusCallback] = None
@@ -533,8 +535,10 @@ class Client:
         """Cancels any operation in progress and frees the client. Idempotent."""
         if not self._h:
             return
+        if self._busy_thread == threading.get_ident():
+            raise UsageError(Status.INVALID_STATE, "close() called from the status callback; call cancel() instead")
         self.cancel()
-        with self._op_lock:
+        with self._op_lock, self._handle_lock:
             if self._h:
                 self._lib.dps_client_free(self._h)
                 self._h = _native.ClientP()
@@ -610,9 +614,9 @@ class Client:
         """Cancels the registration or lookup in progress: it raises
         :class:`~dps.CancelledError` promptly. Safe from any thread and from the
         status callback."""
-        h = self._h
-        if h:
-            self._lib.dps_client_cancel(h)
+        with self._handle_lock:
+            if self._h:
+                self._lib.dps_client_cancel(self._h)
         self._wake.set()
 
     def register(self) -> Registration:
@@ -627,6 +631,7 @@ class Client:
             self._check()
             self._wake.clear()
             self._pending = None
+            self._busy_thread = threading.get_ident()
             out = _native.RegistrationP()
             wait = c_uint32(0)
             finished = False
@@ -650,6 +655,7 @@ class Client:
                     raise self._last_error(st)
             finally:
                 self._pending = None
+                self._busy_thread = None
                 if not finished:
                     # Interrupted in Python (KeyboardInterrupt...): end the run in the library.
                     lib.dps_client_cancel(self._h)
@@ -666,7 +672,11 @@ class Client:
         with self._op_lock:
             self._check()
             out = _native.RegistrationP()
-            st = lib.dps_client_lookup(self._h, byref(out))
+            self._busy_thread = threading.get_ident()
+            try:
+                st = lib.dps_client_lookup(self._h, byref(out))
+            finally:
+                self._busy_thread = None
             if st != Status.OK:
                 raise self._last_error(st)
             return self._take(out)
@@ -713,7 +723,7 @@ class Client:
         if st != Status.OK:
             return None  # no hub or device ID (a failed or disabled lookup result)
         try:
-            return bytes(buf[: n.value]).decode("utf-8")
+            return buf.raw[: n.value].decode("utf-8")
         finally:
             ctypes.memset(buf, 0, len(buf))
 

@@ -235,7 +235,7 @@ _lock = threading.Lock()
 _lib: Optional[ctypes.CDLL] = None
 
 
-def load(path: Union[str, os.PathLike, None] = None) -> ctypes.CDLL:
+def load(path: Union[str, "os.PathLike[str]", None] = None) -> ctypes.CDLL:
     """Loads ``libdps`` (once per process) and declares every function's types.
 
     ``path`` (or ``DPS_LIBRARY``) selects the file explicitly; otherwise the

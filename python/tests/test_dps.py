@@ -336,6 +336,14 @@ def test_exception_in_callback_is_logged_and_ignored(emu: Emu, caplog: pytest.Lo
     assert any("boom from callback" in (r.exc_text or "") or (r.exc_info and "boom" in str(r.exc_info[1])) for r in caplog.records)
 
 
+def test_close_from_the_callback_is_refused(emu: Emu, caplog: pytest.LogCaptureFixture) -> None:
+    with dps.Client(SCOPE, "dev-sym", symmetric_key=KEY, **emu.opts()) as c:
+        c.set_status_callback(lambda ev: c.close())
+        with caplog.at_level(logging.ERROR, logger="dps"):
+            assert c.register().device_id == "dev-sym-device"
+    assert any("close() called from the status callback" in str(r.exc_info[1]) for r in caplog.records if r.exc_info)
+
+
 def test_keyboard_interrupt_in_callback_cancels_and_propagates(emu: Emu) -> None:
     with dps.Client(SCOPE, "dev-slow", symmetric_key=KEY, **emu.opts()) as c:
         def cb(ev: dps.StatusEvent) -> None:
