@@ -54,6 +54,7 @@ pub const CONNECTION: &[Spec] = &[
     value("--poll-interval"),
     value("--backoff"),
     value("--sas-ttl"),
+    value("--max-retry-after"),
     value("--api-version"),
     value("--user-agent-suffix"),
 ];

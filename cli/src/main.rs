@@ -123,6 +123,7 @@ Connection:
   --poll-interval SECS        poll interval when DPS sends no Retry-After (default 2)
   --backoff MIN,MAX           retry backoff bounds in seconds (default 1,60)
   --sas-ttl SECS              SAS token lifetime (default 3600)
+  --max-retry-after SECS      cap on the Retry-After honoured (default 300)
   --api-version V             api-version (default 2021-06-01)
   --user-agent-suffix TEXT    appended to the User-Agent (e.g. firmware version)
 Registration:
@@ -573,6 +574,9 @@ fn setup(p: &Parsed) -> Res<Setup> {
     }
     if let Some(v) = p.value("--sas-ttl") {
         b.sas_ttl(seconds("--sas-ttl", v)?)?;
+    }
+    if let Some(v) = p.value("--max-retry-after") {
+        b.max_retry_after(seconds("--max-retry-after", v)?);
     }
     if let Some(v) = p.value("--user-agent-suffix") {
         b.user_agent_suffix(v)?;

@@ -178,9 +178,15 @@ impl Env {
         .collect()
     }
 
+    /// Runs `dps CMD` with `base()` (minus any option that `extra` sets itself) and `extra`.
     fn run(&self, cmd: &str, extra: &[&str]) -> Out {
         let mut args = vec![cmd.to_string()];
-        args.extend(self.base());
+        let base = self.base();
+        for pair in base.chunks(2) {
+            if !extra.contains(&pair[0].as_str()) {
+                args.extend(pair.iter().cloned());
+            }
+        }
         args.extend(extra.iter().map(|s| s.to_string()));
         dps(&args, &[])
     }
@@ -1211,4 +1217,106 @@ fn help_and_version() {
     let o = dps(&["--version"], &[]);
     assert_eq!(o.code, 0);
     assert!(o.stdout.starts_with("dps 0.1."));
+}
+
+/// A minimal HTTP CONNECT proxy on 127.0.0.1; returns its port and the CONNECT targets seen.
+fn connect_proxy() -> (u16, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use std::io::{BufRead, BufReader, Write};
+    use std::net::{TcpListener, TcpStream};
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen2 = seen.clone();
+    std::thread::spawn(move || {
+        for client in listener.incoming() {
+            let Ok(client) = client else { return };
+            let seen = seen2.clone();
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(client.try_clone().unwrap());
+                let mut line = String::new();
+                reader.read_line(&mut line).unwrap();
+                let target = line.split_whitespace().nth(1).unwrap_or("").to_owned();
+                loop {
+                    let mut h = String::new();
+                    if reader.read_line(&mut h).unwrap_or(0) == 0 || h == "\r\n" {
+                        break;
+                    }
+                }
+                seen.lock().unwrap().push(target.clone());
+                let port: u16 = target.rsplit(':').next().unwrap().parse().unwrap();
+                let upstream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+                let mut c = client;
+                c.write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
+                    .unwrap();
+                let mut up_r = upstream.try_clone().unwrap();
+                let mut c_w = c.try_clone().unwrap();
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut up_r, &mut c_w);
+                    let _ = c_w.shutdown(std::net::Shutdown::Both);
+                });
+                let mut up_w = upstream;
+                // Anything the client sent after the CONNECT head is still buffered in `reader`.
+                let _ = std::io::copy(&mut reader, &mut up_w);
+                let _ = up_w.shutdown(std::net::Shutdown::Both);
+            });
+        }
+    });
+    (port, seen)
+}
+
+#[test]
+fn register_through_a_proxy() {
+    let e = env();
+    let (port, seen) = connect_proxy();
+    let o = e.run(
+        "register",
+        &[
+            "--registration-id",
+            "dev-sym",
+            "--symmetric-key",
+            KEY,
+            "--proxy",
+            &format!("http://127.0.0.1:{port}"),
+            "--json",
+        ],
+    );
+    assert_eq!(o.code, 0, "{o:?}");
+    assert_eq!(*seen.lock().unwrap(), [e.endpoint()]);
+    // From the environment.
+    let mut args = vec!["register".to_string()];
+    args.extend(e.base());
+    args.extend(
+        [
+            "--registration-id",
+            "dev-sym",
+            "--symmetric-key",
+            KEY,
+            "--proxy-from-env",
+        ]
+        .map(String::from),
+    );
+    let proxy = format!("http://127.0.0.1:{port}");
+    let o = dps(&args, &[("HTTPS_PROXY", &proxy)]);
+    assert_eq!(o.code, 0, "{o:?}");
+    assert_eq!(seen.lock().unwrap().len(), 2);
+    // A proxy that is not there: a network failure retried until the deadline.
+    let dead = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let o = e.run(
+        "register",
+        &[
+            "--registration-id",
+            "dev-sym",
+            "--symmetric-key",
+            KEY,
+            "--proxy",
+            &format!("http://127.0.0.1:{dead}"),
+            "--timeout",
+            "1",
+        ],
+    );
+    assert_eq!(o.code, 7, "{o:?}");
+    assert!(o.stderr.contains(&format!("127.0.0.1:{dead}")), "{o:?}");
 }
