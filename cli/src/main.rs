@@ -760,13 +760,17 @@ fn register(p: &Parsed) -> Res<u8> {
                 } else {
                     None
                 };
-                let source = format!("saved {path} ({})", a.saved_at);
-                print_registration(
-                    &reg,
-                    json_out,
-                    if json_out { "saved" } else { &source },
-                    cs.as_deref().map(String::as_str),
-                );
+                if json_out {
+                    let mut v = registration_json(&reg, "saved", cs.as_deref().map(String::as_str));
+                    v["savedFile"] = json!(path);
+                    if !a.saved_at.is_empty() {
+                        v["savedAt"] = json!(a.saved_at);
+                    }
+                    print_json(&v);
+                } else {
+                    let source = format!("saved {path} ({})", a.saved_at);
+                    print_registration(&reg, false, &source, cs.as_deref().map(String::as_str));
+                }
                 return Ok(exit::OK);
             }
             Ok(Some(_)) => eprintln!(

@@ -846,6 +846,8 @@ fn save_then_use_saved_without_network() {
     assert_eq!(o.code, 0, "{o:?}");
     let v = o.json();
     assert_eq!(v["source"], "saved");
+    assert_eq!(v["savedFile"], file.as_str());
+    assert_eq!(v["savedAt"], saved["savedAt"]);
     assert_eq!(v["assignedHub"], "hub-a.azure-devices.net");
     assert_eq!(
         v["connectionString"],

@@ -529,6 +529,10 @@ class Client:
         self.id_scope = id_scope
         self.set_status_callback(on_status)
 
+    def __repr__(self) -> str:
+        state = "open" if self._h else "closed"
+        return f"<dps.Client id_scope={getattr(self, 'id_scope', '?')!r} {state}>"
+
     # -- lifecycle ---------------------------------------------------------------------------
 
     def close(self) -> None:
