@@ -396,19 +396,21 @@ impl Client {
             }
             Err(e) => return Outcome::Fail(e),
         };
-        match resp.status {
-            200 | 202 => self.operation_outcome(&resp),
-            s if retry::is_transient_status(s) => Outcome::Retry {
+        let sas = matches!(cfg.credential, Credential::SymmetricKey(_));
+        match retry::classify(resp.status, polling.is_some(), sas) {
+            retry::Action::Proceed => self.operation_outcome(&resp),
+            retry::Action::Retry => Outcome::Retry {
                 retry_after: self.retry_after(&resp),
                 cause: service_error(&resp),
             },
-            401 if polling.is_some() && matches!(cfg.credential, Credential::SymmetricKey(_)) => {
-                // PROTOCOL.md 4.2: one re-registration with a fresh token.
-                self.tokens.clear();
+            retry::Action::Restart => {
+                if resp.status == 401 {
+                    // PROTOCOL.md 4.2: one re-registration with a fresh token.
+                    self.tokens.clear();
+                }
                 Outcome::Restart(service_error(&resp))
             }
-            404 if polling.is_some() => Outcome::Restart(service_error(&resp)),
-            _ => Outcome::Fail(service_error(&resp)),
+            retry::Action::Fail => Outcome::Fail(service_error(&resp)),
         }
     }
 
@@ -420,10 +422,12 @@ impl Client {
         let tracking = resp.request_id.clone();
         match op.status {
             RegistrationStatus::Assigning | RegistrationStatus::Unassigned => {
-                let wait = self
-                    .retry_after(resp)
-                    .unwrap_or(self.config.poll_interval)
-                    .min(self.config.max_retry_after);
+                let wait = retry::poll_delay(
+                    self.retry_after(resp),
+                    self.config.poll_interval,
+                    self.config.poll_interval.min(self.config.backoff.min),
+                    self.config.max_retry_after,
+                );
                 Outcome::Poll {
                     operation_id: op.operation_id,
                     wait,
@@ -493,7 +497,8 @@ impl Client {
                     let e = Error::new(
                         ErrorKind::DeadlineExceeded,
                         format!(
-                            "DPS asked to poll again in {wait:?}, after the registration deadline"
+                            "DPS is still assigning and asked to poll again in {} ms, after the registration deadline",
+                            wait.as_millis()
                         ),
                     )
                     .retriable(true);
@@ -548,7 +553,8 @@ fn deadline_from(cause: Error, wait: Duration) -> Error {
     let mut e = Error::new(
         ErrorKind::DeadlineExceeded,
         format!(
-            "giving up: the next retry (in {wait:?}) would pass the deadline; last failure: {}",
+            "giving up: the next retry (in {} ms) would pass the deadline; last failure: {}",
+            wait.as_millis(),
             cause.message
         ),
     );

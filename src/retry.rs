@@ -112,8 +112,10 @@ pub fn is_transient_status(status: u16) -> bool {
     status == 429 || (500..600).contains(&status)
 }
 
-/// Decides the wait before the next attempt: the server's `Retry-After` when it
-/// sent one (capped at `cap`), otherwise the backoff delay.
+/// Decides the wait before the next attempt after a transient failure: the
+/// server's `Retry-After` when it sent one (capped at `cap`, and raised to
+/// `backoff.min` so that `Retry-After: 0` cannot make the client spin),
+/// otherwise the backoff delay.
 pub fn next_delay(
     retry_after: Option<Duration>,
     backoff: &Backoff,
@@ -122,9 +124,56 @@ pub fn next_delay(
     cap: Duration,
 ) -> Duration {
     match retry_after {
-        Some(d) => d.min(cap),
+        Some(d) => d.min(cap).max(backoff.min.min(cap)),
         None => backoff.delay(attempt, jitter),
     }
+}
+
+/// The wait before the next poll of an operation that is still `assigning`:
+/// the server's `Retry-After` if any, else `interval`; raised to `floor`
+/// (PROTOCOL.md 4.2: at least 1 s by default, so a server answering
+/// `Retry-After: 0` cannot make the client spin) and capped at `cap`.
+pub fn poll_delay(
+    retry_after: Option<Duration>,
+    interval: Duration,
+    floor: Duration,
+    cap: Duration,
+) -> Duration {
+    retry_after.unwrap_or(interval).min(cap).max(floor.min(cap))
+}
+
+/// What the state machine does with an HTTP answer (PROTOCOL.md 3.5, 4.2).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// 200/202: parse the operation status.
+    Proceed,
+    /// 429 or 5xx: wait (`Retry-After` or backoff) and resend the same request.
+    Retry,
+    /// Start again from the PUT: a 404 while polling (the operation is no
+    /// longer known) or, with a SAS, a 401 while polling (once, with a fresh
+    /// token). The caller bounds how often.
+    Restart,
+    /// Everything else (400, 401, 403, 404, 409, 415, other codes): give up.
+    Fail,
+}
+
+/// Classifies an HTTP status. `polling`: the request was a GET of the
+/// operation; `sas`: the credential is a symmetric key.
+pub fn classify(status: u16, polling: bool, sas: bool) -> Action {
+    match status {
+        200 | 202 => Action::Proceed,
+        s if is_transient_status(s) => Action::Retry,
+        401 if polling && sas => Action::Restart,
+        404 if polling => Action::Restart,
+        _ => Action::Fail,
+    }
+}
+
+/// Whether a wait of `wait` starting `elapsed` into a registration still ends
+/// before `deadline`; when it does not, the client gives up at once instead
+/// of sleeping into the deadline.
+pub fn fits(elapsed: Duration, wait: Duration, deadline: Duration) -> bool {
+    elapsed.saturating_add(wait) < deadline
 }
 
 #[cfg(test)]
@@ -194,9 +243,10 @@ mod tests {
     fn retry_after_wins_over_backoff() {
         let b = Backoff::default();
         let cap = Duration::from_secs(300);
+        // Retry-After: 0 is raised to the backoff minimum: no hot loop.
         assert_eq!(
             next_delay(Some(Duration::ZERO), &b, 5, 1.0, cap),
-            Duration::ZERO
+            Duration::from_secs(1)
         );
         assert_eq!(
             next_delay(Some(Duration::from_secs(9999)), &b, 0, 1.0, cap),

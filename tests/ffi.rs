@@ -160,7 +160,11 @@ fn step_api_callback_and_error_detail() {
         let mut pending = 0;
         loop {
             match dps_client_step(client, &mut wait, &mut reg) {
-                DPS_PENDING => pending += 1,
+                DPS_PENDING => {
+                    // A caller waits wait_ms before the next step.
+                    pending += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(wait.into()));
+                }
                 DPS_OK => break,
                 other => panic!("step failed: {other}"),
             }

@@ -8,9 +8,9 @@
 pub mod tls;
 
 use std::io::{self, Read, Write};
-use std::net::{Shutdown, TcpStream, ToSocketAddrs};
+use std::net::{IpAddr, Shutdown, SocketAddr, TcpStream, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
@@ -305,12 +305,7 @@ impl Transport {
             Some(p) => (p.host.as_str(), p.port),
             None => (self.host.as_str(), self.port),
         };
-        let addrs: Vec<_> = (host, port)
-            .to_socket_addrs()
-            .map_err(|e| {
-                Error::new(ErrorKind::Dns, format!("cannot resolve {host}: {e}")).retriable(true)
-            })?
-            .collect();
+        let addrs = resolve(host, port, until)?;
         let mut last = None;
         let mut sock = None;
         for addr in addrs {
@@ -760,6 +755,45 @@ fn interpret_head(
         Framing::UntilClose
     };
     Ok((resp, head_len, framing, keep_alive))
+}
+
+/// Resolves `host:port` within the request deadline. The system resolver
+/// cannot be interrupted, so it runs on a helper thread and we stop waiting
+/// for it at `until` (the thread ends when the resolver gives up).
+fn resolve(host: &str, port: u16, until: Instant) -> Result<Vec<SocketAddr>> {
+    fn dns_err(m: String) -> Error {
+        Error::new(ErrorKind::Dns, m).retriable(true)
+    }
+    if let Ok(ip) = host.parse::<IpAddr>() {
+        return Ok(vec![SocketAddr::new(ip, port)]);
+    }
+    let lookup = move |h: &str| -> Result<Vec<SocketAddr>> {
+        (h, port)
+            .to_socket_addrs()
+            .map(Iterator::collect)
+            .map_err(|e| dns_err(format!("cannot resolve {h}: {e}")))
+    };
+    let (tx, rx) = mpsc::channel();
+    let owned = host.to_owned();
+    let spawned = std::thread::Builder::new()
+        .name("dps-dns".into())
+        .spawn(move || {
+            let _ = tx.send(lookup(&owned));
+        });
+    if spawned.is_err() {
+        // No thread available: resolve inline (unbounded, but still correct).
+        return lookup(host);
+    }
+    let left = remaining(until).ok_or_else(timeout_error)?;
+    match rx.recv_timeout(left) {
+        Ok(r) => r,
+        Err(mpsc::RecvTimeoutError::Timeout) => Err(Error::new(
+            ErrorKind::Timeout,
+            format!("resolving {host} timed out"),
+        )
+        .retriable(true)),
+        Err(mpsc::RecvTimeoutError::Disconnected) => Err(dns_err(format!("cannot resolve {host}"))),
+    }
 }
 
 fn find_crlf(b: &[u8]) -> Option<usize> {
