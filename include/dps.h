@@ -122,6 +122,7 @@
  * Methods: `dps_client_new`, `dps_client_register`, `dps_client_step`,
  * `dps_client_lookup`, `dps_client_cancel`, `dps_client_set_status_callback`,
  * `dps_client_last_error`, `dps_client_connection_string`,
+ * `dps_client_registration_id`,
  * `dps_client_free`.
  *
  * Thread safety: a client must not be used by two threads at once (calls
@@ -543,7 +544,8 @@ const struct dps_error *dps_client_last_error(const struct dps_client *client);
  * `HostName=<hub>;DeviceId=<id>;x509=true` for certificates. The result
  * contains the device key: treat the buffer as a secret.
  *
- * - `buf`, `cap`: receives the string and a NUL.
+ * - `buf`, `cap`: receives the string and a NUL. `buf` may be NULL with
+ *   `cap` 0 to ask for the length only.
  * - `out_len`: if not NULL, receives the string length (also on
  *   `DPS_ERR_BUFFER_TOO_SMALL`, to size the buffer).
  *
@@ -555,6 +557,13 @@ dps_status dps_client_connection_string(const struct dps_client *client,
                                         char *buf,
                                         size_t cap,
                                         size_t *out_len);
+
+/**
+ * The registration ID this client registers: the one configured, or the
+ * X.509 certificate's subject CN when none was. Borrowed: valid until the
+ * client is freed. NULL only for a NULL `client`.
+ */
+const char *dps_client_registration_id(const struct dps_client *client);
 
 /**
  * Registers the device in one call: builds a client from `config`,
@@ -787,6 +796,13 @@ dps_status dps_config_set_backoff_ms(struct dps_config *config, uint32_t min_ms,
 dps_status dps_config_set_poll_interval_ms(struct dps_config *config, uint32_t interval_ms);
 
 /**
+ * Caps the `Retry-After` the client honours, in milliseconds (default
+ * 300000): a longer one is shortened to this. The registration deadline
+ * still applies. Returns `DPS_OK` or `DPS_ERR_NULL_ARGUMENT`.
+ */
+dps_status dps_config_set_max_retry_after_ms(struct dps_config *config, uint32_t max_ms);
+
+/**
  * Appends text (at most 128 printable characters) to the User-Agent, for
  * example a firmware version. Copied. Returns `DPS_OK`,
  * `DPS_ERR_NULL_ARGUMENT`, `DPS_ERR_INVALID_UTF8` or `DPS_ERR_INVALID_ARGUMENT`.
@@ -933,7 +949,8 @@ void dps_error_free(struct dps_error *err);
  * factories that provision devices without registering them.
  *
  * - `base64_group_key`, `registration_id`: borrowed for the call.
- * - `buf`, `cap`: receives the 44-character base64 key and a NUL (45 bytes).
+ * - `buf`, `cap`: receives the 44-character base64 key and a NUL (45 bytes);
+ *   `buf` may be NULL with `cap` 0 to ask for the length only.
  * - `out_len`: if not NULL, receives the key length (44) even when `buf` is
  *   too small.
  *
@@ -949,7 +966,8 @@ dps_status dps_derive_device_key(const char *base64_group_key,
 
 /**
  * The library version and build, for example
- * `"dps/0.1.0 (rustls 0.23, ring; pkcs12)"`. Static; never NULL; thread-safe.
+ * `"dps/0.1.0 (rustls 0.23, ring; pkcs12, encrypted-keys)"`, naming the
+ * optional features built in. Static; never NULL; thread-safe.
  */
 const char *dps_version(void);
 

@@ -181,8 +181,17 @@ fn step_api_callback_and_error_detail() {
         );
         assert!(dps_client_last_error(client).is_null());
 
-        let mut buf = [0 as c_char; 8];
+        assert_eq!(
+            text(dps_client_registration_id(client)).as_deref(),
+            Some("dev-sym")
+        );
         let mut len = 0usize;
+        assert_eq!(
+            dps_client_connection_string(client, reg, null_mut(), 0, &mut len),
+            DPS_ERR_BUFFER_TOO_SMALL
+        );
+        assert!(len > 40, "size query gives the length");
+        let mut buf = [0 as c_char; 8];
         assert_eq!(
             dps_client_connection_string(client, reg, buf.as_mut_ptr(), buf.len(), &mut len),
             DPS_ERR_BUFFER_TOO_SMALL
@@ -530,6 +539,17 @@ fn bad_input_is_rejected_without_traffic() {
                 cs("x").as_ptr(),
                 null_mut(),
                 0,
+                &mut len
+            ),
+            DPS_ERR_BUFFER_TOO_SMALL,
+            "NULL buffer with capacity 0 is a size query"
+        );
+        assert_eq!(
+            dps_derive_device_key(
+                cs(GROUP_KEY).as_ptr(),
+                cs("x").as_ptr(),
+                null_mut(),
+                45,
                 &mut len
             ),
             DPS_ERR_NULL_ARGUMENT

@@ -14,6 +14,7 @@ use crate::transport::CancelToken;
 /// Methods: `dps_client_new`, `dps_client_register`, `dps_client_step`,
 /// `dps_client_lookup`, `dps_client_cancel`, `dps_client_set_status_callback`,
 /// `dps_client_last_error`, `dps_client_connection_string`,
+/// `dps_client_registration_id`,
 /// `dps_client_free`.
 ///
 /// Thread safety: a client must not be used by two threads at once (calls
@@ -21,6 +22,7 @@ use crate::transport::CancelToken;
 /// threads. `dps_client_cancel` is the exception: any thread, any time.
 pub struct dps_client {
     cancel: Arc<CancelToken>,
+    registration_id: std::ffi::CString,
     inner: Mutex<ClientState>,
 }
 
@@ -140,6 +142,7 @@ pub unsafe extern "C" fn dps_client_new(
                 let client = Client::new(Arc::new(c));
                 let h = Box::new(dps_client {
                     cancel: client.cancel_token(),
+                    registration_id: cstring(client.config().registration_id()),
                     inner: Mutex::new(ClientState {
                         client,
                         last_error: None,
@@ -325,7 +328,8 @@ pub unsafe extern "C" fn dps_client_last_error(client: *const dps_client) -> *co
 /// `HostName=<hub>;DeviceId=<id>;x509=true` for certificates. The result
 /// contains the device key: treat the buffer as a secret.
 ///
-/// - `buf`, `cap`: receives the string and a NUL.
+/// - `buf`, `cap`: receives the string and a NUL. `buf` may be NULL with
+///   `cap` 0 to ask for the length only.
 /// - `out_len`: if not NULL, receives the string length (also on
 ///   `DPS_ERR_BUFFER_TOO_SMALL`, to size the buffer).
 ///
@@ -352,6 +356,17 @@ pub unsafe extern "C" fn dps_client_connection_string(
             Ok(cs) => unsafe { write_str_out(&cs, buf, cap, out_len) },
             Err(e) => e.kind.code(),
         }
+    })
+}
+
+/// The registration ID this client registers: the one configured, or the
+/// X.509 certificate's subject CN when none was. Borrowed: valid until the
+/// client is freed. NULL only for a NULL `client`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn dps_client_registration_id(client: *const dps_client) -> *const c_char {
+    guard(std::ptr::null(), || {
+        // SAFETY: NULL or a live client.
+        unsafe { client.as_ref() }.map_or(std::ptr::null(), |c| c.registration_id.as_ptr())
     })
 }
 

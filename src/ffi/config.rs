@@ -522,6 +522,20 @@ pub unsafe extern "C" fn dps_config_set_poll_interval_ms(
     })
 }
 
+/// Caps the `Retry-After` the client honours, in milliseconds (default
+/// 300000): a longer one is shortened to this. The registration deadline
+/// still applies. Returns `DPS_OK` or `DPS_ERR_NULL_ARGUMENT`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn dps_config_set_max_retry_after_ms(
+    config: *mut dps_config,
+    max_ms: u32,
+) -> dps_status {
+    with_config(config, |b| {
+        b.max_retry_after(Duration::from_millis(max_ms.into()));
+        Ok(())
+    })
+}
+
 /// Appends text (at most 128 printable characters) to the User-Agent, for
 /// example a firmware version. Copied. Returns `DPS_OK`,
 /// `DPS_ERR_NULL_ARGUMENT`, `DPS_ERR_INVALID_UTF8` or `DPS_ERR_INVALID_ARGUMENT`.

@@ -72,6 +72,7 @@ pub(crate) unsafe fn opt_str_arg<'a>(
 
 /// Copies `s` and a NUL into `buf` (capacity `cap`), setting `*out_len` to
 /// `s.len()` (without the NUL) in every case where `out_len` is not NULL.
+/// A NULL `buf` with `cap == 0` is a size query: `DPS_ERR_BUFFER_TOO_SMALL`.
 ///
 /// # Safety
 /// `buf` is NULL or valid for `cap` bytes; `out_len` is NULL or valid.
@@ -86,7 +87,11 @@ pub(crate) unsafe fn write_str_out(
         unsafe { *out_len = s.len() };
     }
     if buf.is_null() {
-        return DPS_ERR_NULL_ARGUMENT;
+        return if cap == 0 {
+            DPS_ERR_BUFFER_TOO_SMALL
+        } else {
+            DPS_ERR_NULL_ARGUMENT
+        };
     }
     if cap < s.len() + 1 {
         return DPS_ERR_BUFFER_TOO_SMALL;

@@ -329,7 +329,8 @@ pub(crate) unsafe fn report(e: Error, error_out: *mut *mut dps_error) -> dps_sta
 /// factories that provision devices without registering them.
 ///
 /// - `base64_group_key`, `registration_id`: borrowed for the call.
-/// - `buf`, `cap`: receives the 44-character base64 key and a NUL (45 bytes).
+/// - `buf`, `cap`: receives the 44-character base64 key and a NUL (45 bytes);
+///   `buf` may be NULL with `cap` 0 to ask for the length only.
 /// - `out_len`: if not NULL, receives the key length (44) even when `buf` is
 ///   too small.
 ///
@@ -365,13 +366,18 @@ pub unsafe extern "C" fn dps_derive_device_key(
     })
 }
 
-#[cfg(feature = "pkcs12")]
+#[cfg(all(feature = "pkcs12", feature = "encrypted-keys"))]
+const VERSION: &std::ffi::CStr = c"dps/0.1.0 (rustls 0.23, ring; pkcs12, encrypted-keys)";
+#[cfg(all(feature = "pkcs12", not(feature = "encrypted-keys")))]
 const VERSION: &std::ffi::CStr = c"dps/0.1.0 (rustls 0.23, ring; pkcs12)";
-#[cfg(not(feature = "pkcs12"))]
+#[cfg(all(not(feature = "pkcs12"), feature = "encrypted-keys"))]
+const VERSION: &std::ffi::CStr = c"dps/0.1.0 (rustls 0.23, ring; encrypted-keys)";
+#[cfg(not(any(feature = "pkcs12", feature = "encrypted-keys")))]
 const VERSION: &std::ffi::CStr = c"dps/0.1.0 (rustls 0.23, ring)";
 
 /// The library version and build, for example
-/// `"dps/0.1.0 (rustls 0.23, ring; pkcs12)"`. Static; never NULL; thread-safe.
+/// `"dps/0.1.0 (rustls 0.23, ring; pkcs12, encrypted-keys)"`, naming the
+/// optional features built in. Static; never NULL; thread-safe.
 #[unsafe(no_mangle)]
 pub extern "C" fn dps_version() -> *const c_char {
     guard(VERSION.as_ptr(), || VERSION.as_ptr())
