@@ -75,7 +75,7 @@ enum Outcome {
     Done(Registration),
     Poll {
         operation_id: String,
-        wait: Duration,
+        retry_after: Option<Duration>,
     },
     Retry {
         retry_after: Option<Duration>,
@@ -250,22 +250,30 @@ impl Client {
                 Err(e) if e.retriable && !self.cancel.is_cancelled() => (e, None),
                 Err(e) => return Err(self.fail_plain(e)),
             };
-            let wait = retry::next_delay(
-                cause.1,
-                &self.config.backoff,
-                attempt,
-                retry::random_jitter(),
-                self.config.max_retry_after,
-            );
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            let decision = self
+                .policy()
+                .retry(cause.1, attempt, retry::random_jitter(), remaining);
             attempt += 1;
-            if Instant::now() + wait >= deadline {
-                return Err(self.fail_plain(deadline_from(cause.0, wait)));
-            }
+            let wait = match decision {
+                retry::Decision::Wait(w) => w,
+                retry::Decision::GiveUp(wait) => {
+                    return Err(self.fail_plain(deadline_from(cause.0, wait)));
+                }
+            };
             if self.cancel.wait(wait) {
                 return Err(
                     self.fail_plain(Error::new(ErrorKind::Cancelled, "the lookup was cancelled"))
                 );
             }
+        }
+    }
+
+    fn policy(&self) -> retry::Policy {
+        retry::Policy {
+            backoff: self.config.backoff,
+            poll_interval: self.config.poll_interval,
+            max_retry_after: self.config.max_retry_after,
         }
     }
 
@@ -421,18 +429,10 @@ impl Client {
         };
         let tracking = resp.request_id.clone();
         match op.status {
-            RegistrationStatus::Assigning | RegistrationStatus::Unassigned => {
-                let wait = retry::poll_delay(
-                    self.retry_after(resp),
-                    self.config.poll_interval,
-                    self.config.poll_interval.min(self.config.backoff.min),
-                    self.config.max_retry_after,
-                );
-                Outcome::Poll {
-                    operation_id: op.operation_id,
-                    wait,
-                }
-            }
+            RegistrationStatus::Assigning | RegistrationStatus::Unassigned => Outcome::Poll {
+                operation_id: op.operation_id,
+                retry_after: self.retry_after(resp),
+            },
             RegistrationStatus::Assigned => {
                 let r = op.registration;
                 if r.assigned_hub.as_deref().unwrap_or("").is_empty()
@@ -472,6 +472,7 @@ impl Client {
 
     fn apply(&mut self, outcome: Outcome) -> Result<Step> {
         let now = Instant::now();
+        let policy = self.policy();
         let Some(run) = self.run.as_mut() else {
             return Err(Error::new(
                 ErrorKind::Internal,
@@ -490,11 +491,17 @@ impl Client {
                 );
                 Ok(Step::Done(r))
             }
-            Outcome::Poll { operation_id, wait } => {
+            Outcome::Poll {
+                operation_id,
+                retry_after,
+            } => {
                 run.phase = Phase::Poll(operation_id);
                 run.attempt = 0;
-                if now + wait >= run.deadline {
-                    let e = Error::new(
+                let remaining = run.deadline.saturating_duration_since(now);
+                let wait = match policy.poll(retry_after, remaining) {
+                    retry::Decision::Wait(w) => w,
+                    retry::Decision::GiveUp(wait) => {
+                        let e = Error::new(
                         ErrorKind::DeadlineExceeded,
                         format!(
                             "DPS is still assigning and asked to poll again in {} ms, after the registration deadline",
@@ -502,25 +509,25 @@ impl Client {
                         ),
                     )
                     .retriable(true);
-                    return Err(self.finish(e));
-                }
+                        return Err(self.finish(e));
+                    }
+                };
                 run.next_at = now + wait;
                 self.notify(Event::Assigning { wait });
                 Ok(Step::Pending(wait))
             }
             Outcome::Retry { retry_after, cause } => {
-                let wait = retry::next_delay(
-                    retry_after,
-                    &self.config.backoff,
-                    run.attempt,
-                    retry::random_jitter(),
-                    self.config.max_retry_after,
-                );
+                let remaining = run.deadline.saturating_duration_since(now);
+                let decision =
+                    policy.retry(retry_after, run.attempt, retry::random_jitter(), remaining);
                 run.attempt = run.attempt.saturating_add(1);
-                if now + wait >= run.deadline {
-                    let e = deadline_from(cause, wait);
-                    return Err(self.finish(e));
-                }
+                let wait = match decision {
+                    retry::Decision::Wait(w) => w,
+                    retry::Decision::GiveUp(wait) => {
+                        let e = deadline_from(cause, wait);
+                        return Err(self.finish(e));
+                    }
+                };
                 log::debug!("retrying in {wait:?} after: {cause}");
                 let kind = cause.kind;
                 run.last_failure = Some(cause);

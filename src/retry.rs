@@ -169,11 +169,66 @@ pub fn classify(status: u16, polling: bool, sas: bool) -> Action {
     }
 }
 
-/// Whether a wait of `wait` starting `elapsed` into a registration still ends
-/// before `deadline`; when it does not, the client gives up at once instead
-/// of sleeping into the deadline.
-pub fn fits(elapsed: Duration, wait: Duration, deadline: Duration) -> bool {
-    elapsed.saturating_add(wait) < deadline
+/// The waiting policy of a registration, pure: the caller passes the time
+/// left before the deadline (so it is tested with a fake clock).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Policy {
+    /// Backoff for retries without `Retry-After`.
+    pub backoff: Backoff,
+    /// Poll interval when an `assigning` answer has no `Retry-After`.
+    pub poll_interval: Duration,
+    /// Cap on any `Retry-After`.
+    pub max_retry_after: Duration,
+}
+
+/// What to do next.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Decision {
+    /// Wait this long, then send again.
+    Wait(Duration),
+    /// The wait (given) would end at or after the deadline: give up now
+    /// rather than sleep into it.
+    GiveUp(Duration),
+}
+
+impl Policy {
+    /// After a transient failure (429, 5xx, connection-level): retry number
+    /// `attempt` (0-based) with `jitter` in `[0, 1]`.
+    pub fn retry(
+        &self,
+        retry_after: Option<Duration>,
+        attempt: u32,
+        jitter: f64,
+        remaining: Duration,
+    ) -> Decision {
+        let wait = next_delay(
+            retry_after,
+            &self.backoff,
+            attempt,
+            jitter,
+            self.max_retry_after,
+        );
+        decide(wait, remaining)
+    }
+
+    /// After an `assigning` answer.
+    pub fn poll(&self, retry_after: Option<Duration>, remaining: Duration) -> Decision {
+        let wait = poll_delay(
+            retry_after,
+            self.poll_interval,
+            self.poll_interval.min(self.backoff.min),
+            self.max_retry_after,
+        );
+        decide(wait, remaining)
+    }
+}
+
+fn decide(wait: Duration, remaining: Duration) -> Decision {
+    if wait < remaining {
+        Decision::Wait(wait)
+    } else {
+        Decision::GiveUp(wait)
+    }
 }
 
 #[cfg(test)]
@@ -254,5 +309,205 @@ mod tests {
         );
         assert_eq!(next_delay(None, &b, 1, 1.0, cap), Duration::from_secs(2));
         assert!(is_transient_status(429) && is_transient_status(503) && !is_transient_status(404));
+    }
+
+    // --- The policy over whole registrations, with a fake clock. ---
+
+    /// What the scripted server answers to request number `n`.
+    #[derive(Clone, Copy)]
+    enum Answer {
+        /// 429/5xx/connection failure, with an optional Retry-After.
+        Transient(Option<Duration>),
+        /// 202 assigning, with an optional Retry-After.
+        Assigning(Option<Duration>),
+        /// 200 assigned.
+        Done,
+    }
+
+    struct Run {
+        assigned: bool,
+        elapsed: Duration,
+        requests: u32,
+        waits: Vec<Duration>,
+    }
+
+    /// Mirrors `Client::step`/`apply`: each request takes `latency` (bounded by
+    /// the deadline, as the transport is), then the policy decides. The clock
+    /// is a plain `Duration`: nothing sleeps.
+    fn simulate(
+        policy: Policy,
+        deadline: Duration,
+        latency: Duration,
+        jitter: f64,
+        mut server: impl FnMut(u32) -> Answer,
+    ) -> Run {
+        let mut now = Duration::ZERO;
+        let mut attempt = 0;
+        let mut run = Run {
+            assigned: false,
+            elapsed: now,
+            requests: 0,
+            waits: Vec::new(),
+        };
+        loop {
+            if now >= deadline {
+                break;
+            }
+            now = (now + latency).min(deadline);
+            let answer = server(run.requests);
+            run.requests += 1;
+            let remaining = deadline.saturating_sub(now);
+            let decision = match answer {
+                Answer::Done => {
+                    run.assigned = true;
+                    break;
+                }
+                Answer::Assigning(ra) => {
+                    attempt = 0;
+                    policy.poll(ra, remaining)
+                }
+                Answer::Transient(ra) => {
+                    let d = policy.retry(ra, attempt, jitter, remaining);
+                    attempt += 1;
+                    d
+                }
+            };
+            match decision {
+                Decision::Wait(w) => {
+                    run.waits.push(w);
+                    now += w;
+                }
+                Decision::GiveUp(_) => break,
+            }
+        }
+        run.elapsed = now;
+        run
+    }
+
+    fn policy() -> Policy {
+        Policy {
+            backoff: Backoff::default(),
+            poll_interval: Duration::from_secs(2),
+            max_retry_after: Duration::from_secs(300),
+        }
+    }
+
+    const S: fn(u64) -> Duration = Duration::from_secs;
+    const MS: fn(u64) -> Duration = Duration::from_millis;
+
+    #[test]
+    fn endless_429_with_retry_after_stops_before_the_deadline() {
+        let r = simulate(policy(), S(300), MS(100), 0.5, |_| {
+            Answer::Transient(Some(S(3)))
+        });
+        assert!(!r.assigned);
+        assert!(r.elapsed <= S(300), "{:?}", r.elapsed);
+        // Every wait is the server's 3 s; 3.1 s per round trip.
+        assert!(r.waits.iter().all(|w| *w == S(3)));
+        assert_eq!(r.requests, 97);
+        assert!(r.elapsed > S(296));
+    }
+
+    #[test]
+    fn endless_5xx_backs_off_exponentially_to_the_cap() {
+        let r = simulate(policy(), S(300), MS(10), 1.0, |_| Answer::Transient(None));
+        assert!(!r.assigned && r.elapsed <= S(300));
+        let secs: Vec<u64> = r.waits.iter().map(Duration::as_secs).collect();
+        // jitter 1.0 gives the upper bound of each step: 1, 2, 4 ... 60.
+        assert_eq!(secs, vec![1, 2, 4, 8, 16, 32, 60, 60, 60]);
+        // jitter 0.0: the lower half.
+        let r = simulate(policy(), S(300), MS(10), 0.0, |_| Answer::Transient(None));
+        assert_eq!(r.waits[..3], [MS(500), S(1), S(2)]);
+        assert!(r.elapsed <= S(300));
+    }
+
+    #[test]
+    fn transient_failures_then_success() {
+        let script = [
+            Answer::Transient(Some(S(5))), // 429 Retry-After: 5 on the PUT
+            Answer::Transient(None),       // 503 without Retry-After
+            Answer::Assigning(Some(S(3))), // 202
+            Answer::Transient(Some(Duration::ZERO)), // 429 Retry-After: 0 on a poll
+            Answer::Assigning(None),       // 202 without Retry-After
+            Answer::Done,
+        ];
+        let r = simulate(policy(), S(300), MS(50), 1.0, |n| script[n as usize]);
+        assert!(r.assigned);
+        // 5 s as told; backoff attempt 1 = 2 s; 3 s as told; 0 raised to the
+        // 1 s backoff minimum (the attempt counter restarted with the poll);
+        // the 2 s default poll interval.
+        assert_eq!(r.waits, vec![S(5), S(2), S(3), S(1), S(2)]);
+        assert_eq!(r.elapsed, S(13) + MS(300));
+    }
+
+    #[test]
+    fn retry_after_beyond_the_deadline_gives_up_at_once() {
+        let r = simulate(policy(), S(60), MS(50), 0.5, |_| {
+            Answer::Transient(Some(S(120)))
+        });
+        assert_eq!((r.requests, r.elapsed), (1, MS(50)));
+        // A huge value is capped at max_retry_after, still past the deadline.
+        assert_eq!(
+            policy().retry(Some(S(u64::MAX)), 0, 0.5, S(600)),
+            Decision::Wait(S(300))
+        );
+        assert_eq!(
+            policy().retry(Some(S(u64::MAX)), 0, 0.5, S(299)),
+            Decision::GiveUp(S(300))
+        );
+    }
+
+    #[test]
+    fn endless_assigning_with_retry_after_zero_does_not_spin() {
+        let r = simulate(policy(), S(30), MS(20), 0.5, |n| {
+            if n == 0 {
+                Answer::Assigning(Some(S(3)))
+            } else {
+                Answer::Assigning(Some(Duration::ZERO))
+            }
+        });
+        assert!(!r.assigned && r.elapsed <= S(30));
+        // Floored at min(poll interval 2 s, backoff min 1 s) = 1 s: at most
+        // about one poll per second, within DPS's 5 polls / 10 s.
+        assert!(r.waits[1..].iter().all(|w| *w == S(1)), "{:?}", r.waits);
+        assert!(r.requests <= 28, "{}", r.requests);
+    }
+
+    #[test]
+    fn http_date_retry_after_with_a_fake_wall_clock() {
+        // The server's clock says 08:49:37; it asks for 08:49:47.
+        let now = at(784_111_777);
+        let ra = parse_retry_after("Sun, 06 Nov 1994 08:49:47 GMT", now);
+        assert_eq!(ra, Some(S(10)));
+        assert_eq!(policy().retry(ra, 7, 1.0, S(60)), Decision::Wait(S(10)));
+        // A date in the past: retry at the backoff minimum, not at once.
+        let past = parse_retry_after("Sun, 06 Nov 1994 08:00:00 GMT", now);
+        assert_eq!(past, Some(Duration::ZERO));
+        assert_eq!(policy().retry(past, 0, 1.0, S(60)), Decision::Wait(S(1)));
+        // Garbage: ignored, backoff applies.
+        assert_eq!(parse_retry_after("soon", now), None);
+    }
+
+    #[test]
+    fn status_classification() {
+        for s in [200, 202] {
+            assert_eq!(classify(s, false, true), Action::Proceed);
+        }
+        for s in [429, 500, 502, 503, 504, 599] {
+            assert_eq!(classify(s, false, true), Action::Retry, "{s} on the PUT");
+            assert_eq!(classify(s, true, false), Action::Retry, "{s} on a poll");
+        }
+        for s in [400, 401, 403, 404, 405, 409, 412, 415, 302, 204] {
+            assert_eq!(classify(s, false, true), Action::Fail, "{s} on the PUT");
+        }
+        // PROTOCOL.md 4.2: a 401 while polling with a SAS re-registers (once,
+        // counted by the client); with X.509 it is final.
+        assert_eq!(classify(401, true, true), Action::Restart);
+        assert_eq!(classify(401, true, false), Action::Fail);
+        // An operation that is no longer known restarts from the PUT.
+        assert_eq!(classify(404, true, false), Action::Restart);
+        for s in [400, 403, 409, 415] {
+            assert_eq!(classify(s, true, true), Action::Fail, "{s} on a poll");
+        }
     }
 }
