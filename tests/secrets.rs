@@ -1,0 +1,248 @@
+//! Secrets never leak: registrations with canary key, group key, proxy
+//! password, key password and SAS values at TRACE logging (raw `log` records,
+//! before any redaction by the C log bridge), then every log line, error
+//! message and Debug output is searched for them. This binary installs its
+//! own `log` logger, so it is a separate test target.
+
+mod common;
+mod support;
+
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use base64::Engine as _;
+use common::*;
+use dps::{ConfigBuilder, X509Credential};
+use support::{ProxyOptions, TestProxy};
+
+/// 32 bytes whose base64 spells CANARY: easy to spot in any text.
+const CANARY_KEY: &str = "CANARYkeyCANARYkeyCANARYkeyCANARYkeyCANARYk=";
+const CANARY_GROUP_KEY: &str = "CANARYgroupCANARYgroupCANARYgroupCANARYgroup";
+const CANARY_PROXY_PASS: &str = "CANARY-proxy-pass";
+const FIXTURE_KEY_PASS: &str = "fixture-pass";
+
+struct Capture(Mutex<Vec<String>>);
+
+impl log::Log for Capture {
+    fn enabled(&self, _: &log::Metadata<'_>) -> bool {
+        true
+    }
+    fn log(&self, r: &log::Record<'_>) {
+        let line = format!("{} {}: {}", r.level(), r.target(), r.args());
+        self.0.lock().unwrap().push(line);
+    }
+    fn flush(&self) {}
+}
+
+fn capture() -> &'static Capture {
+    static C: OnceLock<&'static Capture> = OnceLock::new();
+    C.get_or_init(|| {
+        let c: &'static Capture = Box::leak(Box::new(Capture(Mutex::new(Vec::new()))));
+        log::set_logger(c).expect("no other logger in this binary");
+        log::set_max_level(log::LevelFilter::Trace);
+        c
+    })
+}
+
+fn b64(b: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(b)
+}
+
+fn pct(s: &str) -> String {
+    s.replace('+', "%2b")
+        .replace('/', "%2f")
+        .replace('=', "%3d")
+}
+
+/// Every SAS signature the client could have sent for `id` with `key`
+/// between `from` and `to` (TTL 1 h): the values that must not leak.
+fn possible_sigs(key: &[u8], id: &str, from: u64, to: u64) -> Vec<String> {
+    let sr = format!("{}%2fregistrations%2f{}", SCOPE.to_lowercase(), id);
+    let k = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, key);
+    let mut out = Vec::new();
+    for se in from + 3600 - 2..=to + 3600 + 2 {
+        let sig = b64(ring::hmac::sign(&k, format!("{sr}\n{se}").as_bytes()).as_ref());
+        out.push(pct(&sig));
+        out.push(pct(&sig).to_uppercase());
+        out.push(sig);
+    }
+    out
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+#[test]
+fn no_secret_in_logs_errors_or_debug_output() {
+    let cap = capture();
+    let leaf_pem = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/x509/p256.cert.pem"
+    ))
+    .unwrap();
+    let enc_key_pem = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/x509/p256.enc.key.pem"
+    ))
+    .unwrap();
+    let leaf_der = rustls::pki_types::pem::PemObject::from_pem_slice(leaf_pem.as_bytes())
+        .map(|c: rustls::pki_types::CertificateDer<'static>| c.to_vec())
+        .unwrap();
+    let thumb: String = ring::digest::digest(&ring::digest::SHA256, &leaf_der)
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02X}"))
+        .collect();
+    let emu = emulator(&format!(
+        r#"
+[[enrollments]]
+registration_id = "secret-dev"
+attestation = "symmetric_key"
+primary_key = "{CANARY_KEY}"
+faults = [{{ on = "poll", status = 401 }}]
+[[enrollments]]
+group_id = "secret-group"
+attestation = "symmetric_key"
+primary_key = "{CANARY_GROUP_KEY}"
+[[enrollments]]
+registration_id = "x509-p256-device"
+attestation = "x509"
+thumbprint = "{thumb}"
+"#
+    ));
+    let proxy = TestProxy::start(ProxyOptions {
+        require_auth: Some(format!(
+            "Basic {}",
+            b64(format!("user:{CANARY_PROXY_PASS}").as_bytes())
+        )),
+        ..ProxyOptions::default()
+    });
+    let t0 = unix_now();
+    let mut texts: Vec<String> = Vec::new();
+
+    // 1. Individual key through an authenticating proxy; a 401 on a poll
+    //    makes the client mint a second token.
+    let mut b = builder(&emu, "secret-dev");
+    b.symmetric_key(CANARY_KEY).unwrap();
+    b.proxy(&proxy.url(Some(&format!("user:{CANARY_PROXY_PASS}"))))
+        .unwrap();
+    texts.push(format!("{b:?}"));
+    let config = Arc::new(b.build().unwrap());
+    texts.push(format!("{config:?}"));
+    texts.push(format!("{:?}", config.credential()));
+    let mut c = dps::Client::new(config.clone());
+    let r = c.register().expect("registers");
+    texts.push(format!("{r:?}"));
+    assert_eq!(proxy.tunnels.load(std::sync::atomic::Ordering::SeqCst), 1);
+
+    // 2. Group key (the derived key is a secret too).
+    let mut b = builder(&emu, "secret-group-dev");
+    b.group_key(CANARY_GROUP_KEY).unwrap();
+    texts.push(format!("{b:?}"));
+    let mut c = client(&b);
+    c.register().expect("group device registers");
+    texts.push(format!("{:?}", c.config()));
+
+    // 3. Failures carrying secrets nearby: wrong key, wrong proxy password,
+    //    wrong key password, 401 on the PUT.
+    let mut b = builder(&emu, "secret-dev");
+    b.symmetric_key("CANARYbadCANARYbadCANARYbadCANARYbadCANARYA=")
+        .unwrap();
+    let e = client(&b).register().unwrap_err();
+    texts.push(format!("{e} {e:?}"));
+    let mut b = builder(&emu, "secret-dev");
+    b.symmetric_key(CANARY_KEY).unwrap();
+    b.proxy(&proxy.url(Some("user:CANARY-wrong-proxy-pass")))
+        .unwrap();
+    let e = client(&b).register().unwrap_err();
+    assert_eq!(e.http_status, Some(407));
+    texts.push(format!("{e} {e:?} {b:?}"));
+    let e = X509Credential::from_pem(
+        leaf_pem.as_bytes(),
+        &enc_key_pem,
+        Some(b"CANARY-wrong-key-pass"),
+    )
+    .unwrap_err();
+    texts.push(format!("{e} {e:?}"));
+    let e = ConfigBuilder::new(SCOPE)
+        .unwrap()
+        .symmetric_key("CANARY not base64 CANARY")
+        .map(|_| ())
+        .unwrap_err();
+    texts.push(format!("{e} {e:?}"));
+    let e = ConfigBuilder::new(SCOPE)
+        .unwrap()
+        .proxy("http://user:CANARY-bad%zz@host:1")
+        .map(|_| ())
+        .unwrap_err();
+    texts.push(format!("{e} {e:?}"));
+
+    // 4. X.509 with an encrypted key: the key password.
+    let cred = X509Credential::from_pem(
+        leaf_pem.as_bytes(),
+        &enc_key_pem,
+        Some(FIXTURE_KEY_PASS.as_bytes()),
+    )
+    .unwrap();
+    texts.push(format!("{cred:?}"));
+    let mut b = builder(&emu, "x509-p256-device");
+    b.x509(cred);
+    texts.push(format!("{b:?}"));
+    let mut c = client(&b);
+    c.register().expect("x509 registers");
+    texts.push(format!("{:?}", c.config()));
+
+    // Let the last log lines land.
+    std::thread::sleep(Duration::from_millis(50));
+    let t1 = unix_now();
+    let lines = cap.0.lock().unwrap().clone();
+    assert!(
+        lines.len() > 20,
+        "TRACE logging captured too little: {}",
+        lines.len()
+    );
+    assert!(
+        lines.iter().any(|l| l.starts_with("TRACE ")),
+        "no TRACE records captured"
+    );
+
+    let key_bytes = base64::engine::general_purpose::STANDARD
+        .decode(CANARY_KEY)
+        .unwrap();
+    let group_bytes = base64::engine::general_purpose::STANDARD
+        .decode(CANARY_GROUP_KEY)
+        .unwrap();
+    let derived = dps_emulator::sas::derive_device_key(&group_bytes, "secret-group-dev");
+    let mut canaries: Vec<String> = vec![
+        "CANARY".into(),
+        FIXTURE_KEY_PASS.into(),
+        b64(format!("user:{CANARY_PROXY_PASS}").as_bytes()),
+        b64(b"user:CANARY-wrong-proxy-pass"),
+        b64(&derived),
+        "SharedAccessSignature".into(),
+        "sig=".into(),
+        "Proxy-Authorization".into(),
+    ];
+    canaries.extend(possible_sigs(&key_bytes, "secret-dev", t0, t1));
+    canaries.extend(possible_sigs(&derived, "secret-group-dev", t0, t1));
+    let all = lines.iter().chain(texts.iter());
+    let mut leaks = Vec::new();
+    for text in all {
+        for c in &canaries {
+            if text.contains(c.as_str()) {
+                leaks.push(format!("{c:?} in: {text}"));
+            }
+        }
+    }
+    println!(
+        "searched {} log lines and {} error/Debug texts for {} secret values",
+        lines.len(),
+        texts.len(),
+        canaries.len()
+    );
+    assert!(leaks.is_empty(), "secrets leaked:\n{}", leaks.join("\n"));
+}
