@@ -199,6 +199,8 @@ impl Client {
             }
         };
         if self.cancel.is_cancelled() {
+            // The cancel shut the socket down: do not keep it for the next run.
+            self.transport.close();
             return Err(self.finish(Error::new(
                 ErrorKind::Cancelled,
                 "the registration was cancelled",
@@ -262,6 +264,7 @@ impl Client {
                 }
             };
             if self.cancel.wait(wait) {
+                self.transport.close();
                 return Err(
                     self.fail_plain(Error::new(ErrorKind::Cancelled, "the lookup was cancelled"))
                 );

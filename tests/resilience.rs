@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use common::*;
 use dps::ffi::*;
-use dps::{Client, ErrorKind, RegistrationStatus, X509Credential};
+use dps::{Client, ErrorKind, Event, RegistrationStatus, X509Credential};
 use dps_emulator::pki;
 use support::{ProxyOptions, TestProxy};
 
@@ -253,11 +253,31 @@ faults = [{ on = "poll", action = "close" }]
     assert_eq!(c.stats().handshakes, 2);
 }
 
-fn cancel_after(token: Arc<dps::transport::CancelToken>, after: Duration) {
+/// Cancels `after` the observer saw `trigger` (so the cancel lands inside
+/// the registration, never before it starts).
+/// Returns when the cancel was issued.
+fn cancel_after_event(
+    c: &mut Client,
+    trigger: fn(&Event) -> bool,
+    after: Duration,
+) -> Arc<std::sync::Mutex<Option<Instant>>> {
+    let issued = Arc::new(std::sync::Mutex::new(None));
+    let issued2 = issued.clone();
+    let token = c.cancel_token();
+    let (tx, rx) = std::sync::mpsc::channel();
+    c.set_observer(Some(Box::new(move |ev| {
+        if trigger(&ev) {
+            let _ = tx.send(());
+        }
+    })));
     std::thread::spawn(move || {
-        std::thread::sleep(after);
-        token.cancel();
+        if rx.recv().is_ok() {
+            std::thread::sleep(after);
+            *issued2.lock().unwrap() = Some(Instant::now());
+            token.cancel();
+        }
     });
+    issued
 }
 
 #[test]
@@ -276,21 +296,22 @@ primary_key = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="
 faults = [{ on = "poll", action = "black_hole" }]
 "#,
     );
-    for (id, what) in [
-        ("cancel-wait", "a 30 s Retry-After wait"),
-        ("cancel-hole", "a black-hole read"),
+    let waiting: fn(&Event) -> bool = |e| matches!(e, Event::Retrying { .. });
+    let polling: fn(&Event) -> bool = |e| matches!(e, Event::Assigning { .. });
+    for (id, what, trigger) in [
+        ("cancel-wait", "a 30 s Retry-After wait", waiting),
+        ("cancel-hole", "a black-hole read", polling),
     ] {
         let mut b = builder(&emu, id);
         b.symmetric_key(KEY).unwrap();
         b.deadline(Duration::from_secs(120)).unwrap();
         b.request_timeout(Duration::from_secs(60)).unwrap();
         let mut c = client(&b);
-        let started = Instant::now();
-        cancel_after(c.cancel_token(), Duration::from_millis(400));
+        let issued = cancel_after_event(&mut c, trigger, Duration::from_millis(300));
         let e = c.register().unwrap_err();
-        let took = started.elapsed();
+        let returned = Instant::now();
         assert_eq!(e.kind, ErrorKind::Cancelled, "{what}: {e}");
-        let latency = took.saturating_sub(Duration::from_millis(400));
+        let latency = returned - issued.lock().unwrap().expect("cancel was issued");
         println!("cancel during {what}: returned {latency:?} after dps_client_cancel");
         assert!(
             latency < Duration::from_millis(500),

@@ -216,7 +216,30 @@ pub struct Stats {
     pub requests: u64,
 }
 
-type Tls = StreamOwned<ClientConnection, TcpStream>;
+type Tls = StreamOwned<ClientConnection, Sock>;
+
+/// The TCP socket under TLS. Every write goes through `TcpStream::write`,
+/// which uses `send(MSG_NOSIGNAL)` on Linux; `TcpStream::write_vectored`
+/// (what rustls calls by default) is `writev`, which raises SIGPIPE when the
+/// server has closed the connection. A Rust program ignores SIGPIPE, but a C
+/// program linking this library would be killed by it.
+struct Sock(TcpStream);
+
+impl Read for Sock {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.0.read(buf)
+    }
+}
+
+impl Write for Sock {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.write(buf)
+    }
+    // write_vectored: the default (first non-empty buffer through `write`).
+    fn flush(&mut self) -> io::Result<()> {
+        self.0.flush()
+    }
+}
 
 /// One keep-alive HTTPS connection to one endpoint, opened on demand.
 pub struct Transport {
@@ -347,9 +370,9 @@ impl Transport {
         })?;
         let conn = ClientConnection::new(self.tls.clone(), name)
             .map_err(|e| Error::new(ErrorKind::Tls, format!("TLS setup: {e}")))?;
-        let mut tls = StreamOwned::new(conn, sock);
+        let mut tls = StreamOwned::new(conn, Sock(sock));
         while tls.conn.is_handshaking() {
-            set_timeouts(&tls.sock, until)?;
+            set_timeouts(&tls.sock.0, until)?;
             if let Err(e) = tls.conn.complete_io(&mut tls.sock) {
                 return Err(self.io_error(e, "during the TLS handshake"));
             }
@@ -468,7 +491,7 @@ impl Transport {
                 "no connection",
             )));
         };
-        set_timeouts(&tls.sock, until).map_err(ExchangeError::Fatal)?;
+        set_timeouts(&tls.sock.0, until).map_err(ExchangeError::Fatal)?;
         if let Err(e) = tls.write_all(&wire).and_then(|_| tls.flush()) {
             return Err(if is_closed(&e) {
                 Stale
@@ -635,7 +658,7 @@ impl Transport {
                 "no connection",
             )));
         };
-        set_timeouts(&tls.sock, until).map_err(ExchangeError::Fatal)?;
+        set_timeouts(&tls.sock.0, until).map_err(ExchangeError::Fatal)?;
         let mut chunk = [0u8; 4096];
         match tls.read(&mut chunk) {
             Ok(n) => {
