@@ -28,6 +28,17 @@ pub fn parse_http_date(s: &str) -> Option<u64> {
         [_, m, d, t, y] => (*d, *m, *y, *t),
         _ => return None,
     };
+    // Fixed-width fields only (found by fuzzing: a 20-digit year overflowed
+    // the day count): day 1-2 digits, year 4 (or 2 in RFC 850), hh:mm:ss.
+    let digits =
+        |s: &str, lens: &[usize]| lens.contains(&s.len()) && s.bytes().all(|b| b.is_ascii_digit());
+    if !digits(day, &[1, 2])
+        || !digits(year, &[2, 4])
+        || time.len() != 8
+        || !time.split(':').all(|p| digits(p, &[2]))
+    {
+        return None;
+    }
     let day: u64 = day.parse().ok()?;
     let month = [
         "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
@@ -263,6 +274,13 @@ mod tests {
         );
         assert_eq!(parse_http_date("Sun Nov  6 08:49:37 1994"), Some(base));
         assert_eq!(parse_http_date("Sun, 06 Foo 1994 08:49:37 GMT"), None);
+        assert_eq!(parse_http_date("Sun Nov  6 08:49:37 19943"), None);
+        assert_eq!(
+            parse_http_date("Sun, 06 Nov 18446744073709551615 08:49:37 GMT"),
+            None
+        );
+        assert_eq!(parse_http_date("Sun, 06 Nov 1994 8:49:37 GMT"), None);
+        assert_eq!(parse_http_date("Sun, 06 Nov 1994 +8:49:37 GMT"), None);
         assert_eq!(parse_http_date("Sun, 32 Nov 1994 08:49:37 GMT"), None);
         assert_eq!(
             parse_retry_after("Sun, 06 Nov 1994 08:49:40 GMT", at(base)),
