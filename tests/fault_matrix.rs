@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use common::*;
 use dps::ffi::*;
 use dps_emulator::pki;
-use support::{ProxyOptions, TestProxy};
+use support::{ProxyOptions, RawReply, TestProxy};
 
 /// Allowed overshoot of the deadline.
 const MARGIN: Duration = Duration::from_millis(1500);
@@ -40,6 +40,8 @@ fn text(p: *const c_char) -> Option<String> {
 /// How a row reaches a server, when it is not the plain emulator.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Setup {
+    /// Not DPS: a TLS server that answers these bytes.
+    Raw(RawReply),
     Emulator,
     WrongKey,
     UnknownScope,
@@ -427,7 +429,82 @@ fn rows() -> Vec<Row> {
         .setup(ClientCertUnknown)
         .http(401, Some(401002))
         .requests(1),
+        // Not DPS at all: a TLS server answering bytes of our choosing.
+        row("not HTTP (an SSH banner)", "", DPS_ERR_MALFORMED_RESPONSE)
+            .setup(Raw(RawReply::Bytes(b"SSH-2.0-OpenSSH_9.6\r\n\r\n"))),
+        row("response head over 16 KiB", "", DPS_ERR_RESPONSE_TOO_LARGE)
+            .setup(Raw(RawReply::Bytes(huge_head()))),
+        row("100 response headers", "", DPS_ERR_MALFORMED_RESPONSE)
+            .setup(Raw(RawReply::Bytes(many_headers()))),
+        row(
+            "`Content-Length: 10000000000`",
+            "",
+            DPS_ERR_RESPONSE_TOO_LARGE,
+        )
+        .setup(Raw(RawReply::Bytes(
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 10000000000\r\n\r\n{",
+        ))),
+        row(
+            "chunk size `ffffffffffffffff` after a first chunk",
+            "",
+            DPS_ERR_RESPONSE_TOO_LARGE,
+        )
+        .setup(Raw(RawReply::Bytes(
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n1\r\n{\r\nffffffffffffffff\r\n}\r\n0\r\n\r\n",
+        ))),
+        row(
+            "endless body without length (read until close)",
+            "",
+            DPS_ERR_RESPONSE_TOO_LARGE,
+        )
+        .setup(Raw(RawReply::Endless {
+            prefix: b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\r\n[",
+            filler: FILLER,
+            interval_ms: 0,
+        })),
+        row("endless chunked body", "", DPS_ERR_RESPONSE_TOO_LARGE).setup(Raw(RawReply::Endless {
+            prefix: b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n",
+            filler: chunk_filler(),
+            interval_ms: 0,
+        })),
+        row(
+            "endless `100 Continue` interim answers",
+            "",
+            DPS_ERR_DEADLINE_EXCEEDED,
+        )
+        .setup(Raw(RawReply::Endless {
+            prefix: b"",
+            filler: b"HTTP/1.1 100 Continue\r\n\r\n",
+            interval_ms: 10,
+        }))
+        .at_least_ms(3000),
     ]
+}
+
+const FILLER: &[u8] = &[b'['; 4096];
+
+/// One 1 KiB chunk of a chunked body.
+fn chunk_filler() -> &'static [u8] {
+    let mut v = b"400\r\n".to_vec();
+    v.extend(std::iter::repeat_n(b'[', 0x400));
+    v.extend_from_slice(b"\r\n");
+    Box::leak(v.into_boxed_slice())
+}
+
+fn huge_head() -> &'static [u8] {
+    let mut v = b"HTTP/1.1 200 OK\r\nX-Padding: ".to_vec();
+    v.extend(std::iter::repeat_n(b'a', 20 * 1024));
+    v.extend_from_slice(b"\r\n\r\n");
+    Box::leak(v.into_boxed_slice())
+}
+
+fn many_headers() -> &'static [u8] {
+    let mut v = b"HTTP/1.1 200 OK\r\n".to_vec();
+    for i in 0..100 {
+        v.extend_from_slice(format!("X-H{i}: v\r\n").as_bytes());
+    }
+    v.extend_from_slice(b"Content-Length: 0\r\n\r\n");
+    Box::leak(v.into_boxed_slice())
 }
 
 struct Outcome {
@@ -448,6 +525,8 @@ struct World {
     tls_refuser_ca: String,
     refused_port: u16,
     unknown_device: pki::Issued,
+    raw_ca: String,
+    raw_server: pki::Issued,
 }
 
 fn registration_id(i: usize) -> String {
@@ -474,6 +553,10 @@ unsafe fn run_row(w: &World, i: usize, r: &Row) -> Outcome {
             Setup::WrongHostName => format!("dps.wrong-name.invalid:{}", w.emu.port()),
             Setup::ClientCertRefusedTls => format!("localhost:{}", w.tls_refuser_port),
             Setup::ConnectionRefused => format!("localhost:{}", w.refused_port),
+            Setup::Raw(reply) => format!(
+                "localhost:{}",
+                support::raw_tls_server(&w.raw_server.chain_pem, &w.raw_server.key_pem, reply)
+            ),
             _ => format!("localhost:{}", w.emu.port()),
         };
         assert_eq!(dps_config_set_endpoint(cfg, cs(&endpoint).as_ptr()), DPS_OK);
@@ -481,6 +564,7 @@ unsafe fn run_row(w: &World, i: usize, r: &Row) -> Outcome {
         let ca = match r.setup {
             Setup::UntrustedServer => pki::TestCa::new("Some Other CA").cert_pem(),
             Setup::ClientCertRefusedTls => w.tls_refuser_ca.clone(),
+            Setup::Raw(_) => w.raw_ca.clone(),
             _ => w.emu.ca_pem(),
         };
         assert_eq!(dps_config_add_trusted_ca_pem(cfg, cs(&ca).as_ptr()), DPS_OK);
@@ -654,6 +738,8 @@ fn fault_matrix() {
         tls_refuser_ca: server_ca.cert_pem(),
         refused_port,
         unknown_device: pki::self_signed_device("fm-x509"),
+        raw_ca: server_ca.cert_pem(),
+        raw_server: server_ca.issue_server("localhost"),
     };
 
     let started = Instant::now();
@@ -724,7 +810,10 @@ fn fault_matrix() {
         }
         let counted = !matches!(
             r.setup,
-            Setup::ClientCertRefusedTls | Setup::ClientCertUnknown | Setup::ConnectionRefused
+            Setup::ClientCertRefusedTls
+                | Setup::ClientCertUnknown
+                | Setup::ConnectionRefused
+                | Setup::Raw(_)
         );
         if let (Some(n), true) = (r.requests, counted) {
             if o.requests != n {

@@ -219,3 +219,81 @@ pub fn client_auth_tls_server(
     });
     port
 }
+
+/// What a [`raw_tls_server`] answers to each request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RawReply {
+    /// These bytes, then close.
+    Bytes(&'static [u8]),
+    /// This prefix, then `filler` every `interval_ms` forever (until the
+    /// client goes away).
+    Endless {
+        prefix: &'static [u8],
+        filler: &'static [u8],
+        interval_ms: u64,
+    },
+}
+
+/// A TLS server on 127.0.0.1 (certificate `chain_pem`/`key_pem`) that is not
+/// DPS: it reads the request head and answers `reply`, byte for byte.
+/// Returns its port.
+pub fn raw_tls_server(chain_pem: &str, key_pem: &str, reply: RawReply) -> u16 {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let chain: Vec<_> = CertificateDer::pem_slice_iter(chain_pem.as_bytes())
+        .map(Result::unwrap)
+        .collect();
+    let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).unwrap();
+    let cfg = Arc::new(
+        rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(chain, key)
+            .unwrap(),
+    );
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut sock) = conn else { continue };
+            let cfg = cfg.clone();
+            std::thread::spawn(move || {
+                let _ = sock.set_read_timeout(Some(Duration::from_secs(30)));
+                let _ = sock.set_write_timeout(Some(Duration::from_secs(30)));
+                let mut tls = rustls::ServerConnection::new(cfg).unwrap();
+                let mut s = rustls::Stream::new(&mut tls, &mut sock);
+                let mut head = Vec::new();
+                let mut b = [0u8; 1024];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match s.read(&mut b) {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&b[..n]),
+                    }
+                }
+                match reply {
+                    RawReply::Bytes(bytes) => {
+                        let _ = s.write_all(bytes);
+                        let _ = s.flush();
+                        s.conn.send_close_notify();
+                        let _ = s.flush();
+                    }
+                    RawReply::Endless {
+                        prefix,
+                        filler,
+                        interval_ms,
+                    } => {
+                        if s.write_all(prefix).is_err() {
+                            return;
+                        }
+                        while s.write_all(filler).and_then(|_| s.flush()).is_ok() {
+                            std::thread::sleep(Duration::from_millis(interval_ms));
+                        }
+                    }
+                }
+            });
+        }
+    });
+    port
+}
