@@ -1,4 +1,5 @@
-//! `dps-bench`: the Rust half of `bench/run`.
+//! `dps-bench`: the Rust half of `bench/run` (a harness only: every dps figure is
+//! measured on the C drivers in `bench/c/`, linked against the release `libdps.a`).
 //!
 //! Subcommands (all results are JSON files that `report` turns into one table):
 //! - `setup DIR`: device credentials and the emulator configuration for the bench.
@@ -6,16 +7,12 @@
 //!   registration; CPU (user + system of the child, from `getrusage`) and wall time of each.
 //! - `curl --n N --out FILE ...`: the by-hand peer: `curl -X PUT …/register`, then
 //!   `curl …/operations/{operationId}` (two processes, two TLS handshakes per registration).
-//! - `throughput --threads K --secs S --out FILE ...`: K threads in this process registering
-//!   distinct devices of a symmetric-key group through the Rust API, for S seconds.
 //! - `report DIR [--write FILE]`: the table.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
@@ -40,11 +37,8 @@ fn main() -> ExitCode {
         Some("setup") => setup(&args[1..]),
         Some("procs") => procs(&args[1..]),
         Some("curl") => curl(&args[1..]),
-        Some("throughput") => throughput(&args[1..]),
         Some("report") => report(&args[1..]),
-        _ => Err(
-            "usage: dps-bench setup|procs|curl|throughput|report ... (see bench/README.md)".into(),
-        ),
+        _ => Err("usage: dps-bench setup|procs|curl|report ... (see bench/README.md)".into()),
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,
@@ -155,15 +149,6 @@ fn children_cpu_us() -> u64 {
     let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
     // SAFETY: valid pointer to a rusage.
     unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut ru) };
-    tv_us(ru.ru_utime) + tv_us(ru.ru_stime)
-}
-
-/// CPU time of this process, in microseconds.
-fn self_cpu_us() -> u64 {
-    // SAFETY: as above.
-    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: valid pointer to a rusage.
-    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
     tv_us(ru.ru_utime) + tv_us(ru.ru_stime)
 }
 
@@ -312,92 +297,6 @@ fn curl(args: &[String]) -> Res<()> {
         samples.push(sample(cpu, wall));
     }
     write_json(out, &json!({ "samples": samples, "failures": failures }))
-}
-
-// ---------------------------------------------------------------- throughput
-
-fn throughput(args: &[String]) -> Res<()> {
-    let m = opts(args)?;
-    let threads = num(&m, "threads")?;
-    let secs = num(&m, "secs")?;
-    let out = need(&m, "out")?.to_string();
-    let url = need(&m, "url")?;
-    let endpoint = url.trim_start_matches("https://").to_string();
-    let scope = need(&m, "scope")?.to_string();
-    let group_key = need(&m, "group-key")?.to_string();
-    let prefix = need(&m, "prefix")?.to_string();
-    // "default": the library's poll interval (and so its 1 s floor on Retry-After).
-    let poll: Option<u64> = match m.get("poll-interval-ms").map(String::as_str) {
-        None | Some("default") => None,
-        Some(v) => Some(
-            v.parse()
-                .map_err(|_| "--poll-interval-ms: a number or default")?,
-        ),
-    };
-    let ca = std::fs::read(need(&m, "ca")?).map_err(|e| e.to_string())?;
-    let done = Arc::new(AtomicU64::new(0));
-    let failed = Arc::new(AtomicU64::new(0));
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    let c0 = self_cpu_us();
-    let t0 = Instant::now();
-    let mut handles = Vec::new();
-    for t in 0..threads {
-        let (endpoint, scope, group_key, prefix, ca) = (
-            endpoint.clone(),
-            scope.clone(),
-            group_key.clone(),
-            prefix.clone(),
-            ca.clone(),
-        );
-        let (done, failed) = (done.clone(), failed.clone());
-        handles.push(
-            std::thread::Builder::new()
-                .stack_size(256 * 1024)
-                .spawn(move || {
-                    let mut i = 0u64;
-                    while Instant::now() < deadline {
-                        let id = format!("{prefix}-{t}-{i}");
-                        i += 1;
-                        let r = (|| -> dps::Result<()> {
-                            let mut b = dps::ConfigBuilder::new(&scope)?;
-                            b.registration_id(&id)?
-                                .group_key(&group_key)?
-                                .endpoint(&endpoint)?;
-                            b.add_trusted_roots_pem(&ca)?;
-                            if let Some(ms) = poll {
-                                b.poll_interval(Duration::from_millis(ms));
-                            }
-                            let mut c = dps::Client::new(Arc::new(b.build()?));
-                            c.register()?;
-                            Ok(())
-                        })();
-                        match r {
-                            Ok(()) => done.fetch_add(1, Ordering::Relaxed),
-                            Err(e) => {
-                                if failed.fetch_add(1, Ordering::Relaxed) < 3 {
-                                    eprintln!("dps-bench throughput: {e}");
-                                }
-                                0
-                            }
-                        };
-                    }
-                })
-                .map_err(|e| e.to_string())?,
-        );
-    }
-    for h in handles {
-        let _ = h.join();
-    }
-    let wall = t0.elapsed();
-    write_json(
-        &out,
-        &json!({
-            "registrations": done.load(Ordering::Relaxed),
-            "failures": failed.load(Ordering::Relaxed),
-            "wall_us": wall.as_micros() as u64,
-            "cpu_us": self_cpu_us() - c0,
-        }),
-    )
 }
 
 // ---------------------------------------------------------------- report
@@ -675,7 +574,7 @@ fn report(args: &[String]) -> Res<()> {
     match &fp {
         None => problems.push("footprint.json: missing or not JSON".into()),
         Some(f) => {
-            if f["exe_pkcs12"].as_f64().is_none_or(|b| b < 100_000.0) {
+            if f["exe_sym"].as_f64().is_none_or(|b| b < 100_000.0) {
                 problems.push("footprint: no executable size".into());
             }
             for k in ["heap_sym", "heap_x509"] {
@@ -694,16 +593,30 @@ fn report(args: &[String]) -> Res<()> {
                 .map(|b| format!("{:.0} KiB ({:.0} bytes)", b / 1024.0, b))
                 .unwrap_or("n/a".into())
         };
-        let _ = writeln!(
-            t,
-            "| stripped `register_symmetric_key` static against libdps.a, default features (with PKCS#12) | {} |",
-            kb(&f["exe_pkcs12"])
-        );
-        let _ = writeln!(
-            t,
-            "| same, built without the `pkcs12` feature | {} |",
-            kb(&f["exe_nopkcs12"])
-        );
+        for (k, what) in [
+            (
+                "exe_sym",
+                "`c-examples/register_symmetric_key.c`, default features (pkcs12 built in, unused, dropped by --gc-sections)",
+            ),
+            (
+                "exe_sym_nopkcs12",
+                "`register_symmetric_key.c`, without the `pkcs12` feature",
+            ),
+            (
+                "exe_x509",
+                "`register_x509.c` (PEM files, encrypted keys), default features",
+            ),
+            (
+                "exe_x509_nopkcs12",
+                "`register_x509.c`, without the `pkcs12` feature",
+            ),
+            (
+                "exe_pfx",
+                "`register_pfx.c` (PKCS#12 used), default features",
+            ),
+        ] {
+            let _ = writeln!(t, "| stripped executable: {what} | {} |", kb(&f[k]));
+        }
         let _ = writeln!(
             t,
             "| peak heap, one symmetric-key registration (valgrind massif, heap + overhead) | {} |",
@@ -726,7 +639,7 @@ fn report(args: &[String]) -> Res<()> {
     );
     let _ = writeln!(
         t,
-        "dps = Rust API, one thread per concurrent client, poll interval 0 (honours Retry-After 0 like Node); \
+        "dps = `bench/c/register_threads.c` on libdps.a, one thread per concurrent client, poll interval 0 (honours Retry-After 0 like Node); \
          dps defaults = the same with the library's 1 s floor on Retry-After; Node = one process, K concurrent registrations.\n"
     );
     let _ = writeln!(
