@@ -398,6 +398,18 @@ fn cmd_line(prog: &str, args: &[&str]) -> String {
         .unwrap_or_else(|| "n/a".into())
 }
 
+/// The Node peer's version, from the pinned node_modules it runs with.
+fn node_client_version() -> String {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join(
+        "../emulator/node-conformance/node_modules/azure-iot-provisioning-device-http/package.json",
+    );
+    std::fs::read_to_string(p)
+        .ok()
+        .and_then(|s| serde_json::from_str::<Value>(&s).ok())
+        .and_then(|v| v["version"].as_str().map(str::to_string))
+        .unwrap_or_else(|| "?".into())
+}
+
 fn report(args: &[String]) -> Res<()> {
     let m = opts(args)?;
     let dir = PathBuf::from(need(&m, "")?);
@@ -720,11 +732,94 @@ fn report(args: &[String]) -> Res<()> {
         }
     }
 
+    // Targets (README): the worst case of each figure in this run.
+    let _ = writeln!(t, "\n### Against the project targets\n");
+    let _ = writeln!(t, "| Target | This run | Met |");
+    let _ = writeln!(t, "|---|---|---|");
+    let mut worst_ratio: Option<f64> = None;
+    for kind in ["sym", "x509"] {
+        for dps_key in ["c-loop", "c-proc"] {
+            if let (Some(d), Some(c)) = (
+                cpu_of.get(&format!("{dps_key}-{kind}")),
+                cpu_of.get(&format!("curl-{kind}")),
+            ) {
+                let r = d / c;
+                worst_ratio = Some(worst_ratio.map_or(r, |w: f64| w.max(r)));
+            }
+        }
+    }
+    let yes = |b: bool| if b { "yes" } else { "**no**" };
+    if let Some(r) = worst_ratio {
+        let _ = writeln!(
+            t,
+            "| CPU per registration <= 0.25x curl | {r:.2}x (worst of in-process / per-process, symmetric key / X.509) | {} |",
+            yes(r <= 0.25)
+        );
+    }
+    let mut hs_worst: Option<f64> = None;
+    for key in ["c-loop-sym", "c-proc-sym", "c-loop-x509", "c-proc-x509"] {
+        let c = counters(dir, key);
+        let n = if key.starts_with("c-loop") {
+            load_loop(dir, &format!("{key}.reg"))
+        } else {
+            load(dir, &format!("{key}.json"))
+        }
+        .map(|v| field(&v, "cpu_us").len() as f64)
+        .unwrap_or(0.0);
+        if let Some(h) = c.get("tls_handshakes")
+            && n > 0.0
+        {
+            hs_worst = Some(hs_worst.map_or(h / n, |w: f64| w.max(h / n)));
+        }
+    }
+    if let Some(h) = hs_worst {
+        let _ = writeln!(
+            t,
+            "| One TLS handshake per registration | {h:.2} | {} |",
+            yes(h <= 1.0)
+        );
+    }
+    for (key, r_s, polls) in [("lat-c", LAT_RETRY_AFTER_S, LAT_POLLS), ("lat0-c", 0, 1)] {
+        if let Some(w) =
+            load_loop(dir, &format!("{key}.reg")).and_then(|v| median(field(&v, "wall_us")))
+        {
+            let added = w - (r_s * polls * 1_000_000) as f64;
+            let _ = writeln!(
+                t,
+                "| No wait beyond what the server asks (Retry-After {r_s} s x {polls}) | +{} ms | {} |",
+                ms(Some(added)),
+                yes(added < 50_000.0)
+            );
+        }
+    }
+    if let Some(f) = load(dir, "footprint.json") {
+        if let Some(h) = [f["heap_sym"].as_f64(), f["heap_x509"].as_f64()]
+            .into_iter()
+            .flatten()
+            .reduce(f64::max)
+        {
+            let _ = writeln!(
+                t,
+                "| Peak heap <= 96 KiB | {:.1} KiB (loopback emulator: one small EC server certificate) | {} |",
+                h / 1024.0,
+                yes(h <= 96.0 * 1024.0)
+            );
+        }
+        if let Some(b) = f["exe_sym_nopkcs12"].as_f64() {
+            let _ = writeln!(
+                t,
+                "| Stripped C example <= 1.0 MB without PKCS#12 | {:.2} MB ({b:.0} bytes) | {} |",
+                b / 1e6,
+                yes(b <= 1e6)
+            );
+        }
+    }
+
     let mut doc = String::new();
     let _ = writeln!(doc, "# dps benchmark results\n");
     let _ = writeln!(
         doc,
-        "Date: {}  \nMachine: {} ({} cores), {}  \nVersions: {}; {}; node {}; {}; dps {}  \nMode: {}\n",
+        "Date: {}  \nMachine: {} ({} cores), {}  \nVersions: {}; {}; node {} with azure-iot-provisioning-device-http {}; {}; dps {}  \nMode: {}\n",
         meta["date"].as_str().unwrap_or("?"),
         meta["cpu"].as_str().unwrap_or("?"),
         meta["nproc"],
@@ -732,7 +827,12 @@ fn report(args: &[String]) -> Res<()> {
         cmd_line("rustc", &["--version"]),
         cmd_line("cc", &["--version"]),
         cmd_line("node", &["--version"]),
-        cmd_line("curl", &["--version"]),
+        node_client_version(),
+        cmd_line("curl", &["--version"])
+            .split_whitespace()
+            .take(2)
+            .collect::<Vec<_>>()
+            .join(" "),
         env!("CARGO_PKG_VERSION"),
         meta["mode"].as_str().unwrap_or("full"),
     );
