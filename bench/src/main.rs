@@ -524,6 +524,13 @@ fn report(args: &[String]) -> Res<()> {
             );
         }
     }
+    if let Some(b) = load(dir, "proc-baseline.json").and_then(|v| median(field(&v, "cpu_us"))) {
+        let _ = writeln!(
+            t,
+            "\nFor scale: starting an empty process (`/bin/true`) costs {} ms CPU here, included in every per-process row.",
+            ms(Some(b))
+        );
+    }
     let _ = writeln!(
         t,
         "\n\"vs Node\" compares in-process rows with the in-process Node run and per-process rows with per-process Node runs; curl is always two processes (it cannot carry the operationId from the PUT into a GET on the same connection), so it pays two TLS handshakes.\n"
