@@ -99,6 +99,9 @@ pub struct Client {
     observer: Option<Observer>,
 }
 
+/// How early a step may come and still send (callers round waits to ms).
+const EARLY_STEP_TOLERANCE: Duration = Duration::from_millis(2);
+
 /// Restarts from the PUT allowed when the operation is no longer known (404).
 const MAX_RESTARTS: u32 = 3;
 
@@ -210,7 +213,9 @@ impl Client {
             let e = self.deadline_error(None);
             return Err(self.finish(e));
         }
-        if now < next_at {
+        // A caller that rounds waits to milliseconds may come back a little
+        // early: go ahead rather than return a sub-millisecond wait.
+        if next_at.saturating_duration_since(now) > EARLY_STEP_TOLERANCE {
             return Ok(Step::Pending(next_at - now));
         }
         let until = (now + self.config.request_timeout).min(deadline);
