@@ -59,6 +59,8 @@ enum Setup {
     ClientCertUnknown,
     /// Nothing listens on the port.
     ConnectionRefused,
+    /// The TCP connect never completes (SYNs dropped).
+    SynBlackHole,
 }
 
 struct Row {
@@ -298,6 +300,13 @@ fn rows() -> Vec<Row> {
         row("nothing listening (connection refused)", "", DPS_ERR_DEADLINE_EXCEEDED)
             .setup(ConnectionRefused)
             .at_least_ms(3000),
+        row(
+            "TCP connect never completes (SYNs dropped)",
+            "",
+            DPS_ERR_DEADLINE_EXCEEDED,
+        )
+        .setup(SynBlackHole)
+        .at_least_ms(3500),
         // Bad answers: not retried, precise status.
         row(
             "malformed JSON",
@@ -527,6 +536,7 @@ struct World {
     unknown_device: pki::Issued,
     raw_ca: String,
     raw_server: pki::Issued,
+    syn_hole: support::SynBlackHole,
 }
 
 fn registration_id(i: usize) -> String {
@@ -553,6 +563,7 @@ unsafe fn run_row(w: &World, i: usize, r: &Row) -> Outcome {
             Setup::WrongHostName => format!("dps.wrong-name.invalid:{}", w.emu.port()),
             Setup::ClientCertRefusedTls => format!("localhost:{}", w.tls_refuser_port),
             Setup::ConnectionRefused => format!("localhost:{}", w.refused_port),
+            Setup::SynBlackHole => format!("127.0.0.1:{}", w.syn_hole.port),
             Setup::Raw(reply) => format!(
                 "localhost:{}",
                 support::raw_tls_server(&w.raw_server.chain_pem, &w.raw_server.key_pem, reply)
@@ -740,6 +751,7 @@ fn fault_matrix() {
         unknown_device: pki::self_signed_device("fm-x509"),
         raw_ca: server_ca.cert_pem(),
         raw_server: server_ca.issue_server("localhost"),
+        syn_hole: support::syn_black_hole(),
     };
 
     let started = Instant::now();
@@ -813,6 +825,7 @@ fn fault_matrix() {
             Setup::ClientCertRefusedTls
                 | Setup::ClientCertUnknown
                 | Setup::ConnectionRefused
+                | Setup::SynBlackHole
                 | Setup::Raw(_)
         );
         if let (Some(n), true) = (r.requests, counted) {

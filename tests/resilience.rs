@@ -325,6 +325,26 @@ faults = [{ on = "poll", action = "black_hole" }]
 }
 
 #[test]
+fn cancel_during_a_tcp_connect_that_never_completes() {
+    let hole = support::syn_black_hole();
+    let emu = emulator("");
+    let mut b = builder(&emu, "dev-sym");
+    b.symmetric_key(KEY).unwrap();
+    b.endpoint(&format!("127.0.0.1:{}", hole.port)).unwrap();
+    b.deadline(Duration::from_secs(120)).unwrap();
+    b.request_timeout(Duration::from_secs(60)).unwrap();
+    let mut c = client(&b);
+    let registering: fn(&Event) -> bool = |e| matches!(e, Event::Registering);
+    let issued = cancel_after_event(&mut c, registering, Duration::from_millis(300));
+    let e = c.register().unwrap_err();
+    let returned = Instant::now();
+    assert_eq!(e.kind, ErrorKind::Cancelled, "{e}");
+    let latency = returned - issued.lock().unwrap().expect("cancel was issued");
+    println!("cancel during a TCP connect: returned {latency:?} after dps_client_cancel");
+    assert!(latency < Duration::from_millis(500), "{latency:?}");
+}
+
+#[test]
 fn cancel_through_the_c_abi_during_a_black_hole_then_reuse() {
     let emu = emulator(
         r#"

@@ -328,29 +328,7 @@ impl Transport {
             Some(p) => (p.host.as_str(), p.port),
             None => (self.host.as_str(), self.port),
         };
-        let addrs = resolve(host, port, until)?;
-        let mut last = None;
-        let mut sock = None;
-        for addr in addrs {
-            let left = remaining(until).ok_or_else(timeout_error)?;
-            match TcpStream::connect_timeout(&addr, left) {
-                Ok(s) => {
-                    sock = Some(s);
-                    break;
-                }
-                Err(e) => last = Some((addr, e)),
-            }
-        }
-        let mut sock = sock.ok_or_else(|| match last {
-            Some((_, e)) if e.kind() == io::ErrorKind::TimedOut => timeout_error(),
-            Some((addr, e)) => {
-                Error::new(ErrorKind::Connect, format!("cannot connect to {addr}: {e}"))
-                    .retriable(true)
-            }
-            None => {
-                Error::new(ErrorKind::Dns, format!("{host} resolved to no address")).retriable(true)
-            }
-        })?;
+        let mut sock = open_tcp(host, port, until, &self.cancel)?;
         self.stats.connections += 1;
         let _ = sock.set_nodelay(true);
         if let Ok(clone) = sock.try_clone() {
@@ -815,40 +793,69 @@ fn interpret_head(
 /// Resolves `host:port` within the request deadline. The system resolver
 /// cannot be interrupted, so it runs on a helper thread and we stop waiting
 /// for it at `until` (the thread ends when the resolver gives up).
-fn resolve(host: &str, port: u16, until: Instant) -> Result<Vec<SocketAddr>> {
-    fn dns_err(m: String) -> Error {
-        Error::new(ErrorKind::Dns, m).retriable(true)
-    }
-    if let Ok(ip) = host.parse::<IpAddr>() {
-        return Ok(vec![SocketAddr::new(ip, port)]);
-    }
-    let lookup = move |h: &str| -> Result<Vec<SocketAddr>> {
-        (h, port)
-            .to_socket_addrs()
-            .map(Iterator::collect)
-            .map_err(|e| dns_err(format!("cannot resolve {h}: {e}")))
-    };
+/// Resolves `host` and connects to the first address that answers, all
+/// before `until`. Neither the system resolver nor a TCP connect can be
+/// interrupted, so both run on a helper thread; this thread waits for it in
+/// short slices and stops at `until` or as soon as `cancel` is set (the
+/// helper ends on its own when the resolver or the connect gives up).
+fn open_tcp(host: &str, port: u16, until: Instant, cancel: &CancelToken) -> Result<TcpStream> {
+    const SLICE: Duration = Duration::from_millis(20);
     let (tx, rx) = mpsc::channel();
     let owned = host.to_owned();
     let spawned = std::thread::Builder::new()
-        .name("dps-dns".into())
+        .name("dps-connect".into())
         .spawn(move || {
-            let _ = tx.send(lookup(&owned));
+            let _ = tx.send(resolve_and_connect(&owned, port, until));
         });
     if spawned.is_err() {
-        // No thread available: resolve inline (unbounded, but still correct).
-        return lookup(host);
+        // No thread available: do it inline (bounded by `until`, not cancellable).
+        return resolve_and_connect(host, port, until);
     }
-    let left = remaining(until).ok_or_else(timeout_error)?;
-    match rx.recv_timeout(left) {
-        Ok(r) => r,
-        Err(mpsc::RecvTimeoutError::Timeout) => Err(Error::new(
-            ErrorKind::Timeout,
-            format!("resolving {host} timed out"),
-        )
-        .retriable(true)),
-        Err(mpsc::RecvTimeoutError::Disconnected) => Err(dns_err(format!("cannot resolve {host}"))),
+    loop {
+        if cancel.is_cancelled() {
+            return Err(cancelled());
+        }
+        let left = remaining(until).ok_or_else(timeout_error)?;
+        match rx.recv_timeout(left.min(SLICE)) {
+            Ok(r) => return r,
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                return Err(Error::new(
+                    ErrorKind::Internal,
+                    "the connecting thread ended without a result",
+                ));
+            }
+        }
     }
+}
+
+fn resolve_and_connect(host: &str, port: u16, until: Instant) -> Result<TcpStream> {
+    let addrs: Vec<SocketAddr> = match host.parse::<IpAddr>() {
+        Ok(ip) => vec![SocketAddr::new(ip, port)],
+        Err(_) => (host, port)
+            .to_socket_addrs()
+            .map_err(|e| {
+                Error::new(ErrorKind::Dns, format!("cannot resolve {host}: {e}")).retriable(true)
+            })?
+            .collect(),
+    };
+    let mut last = None;
+    for addr in addrs {
+        let left = remaining(until).ok_or_else(timeout_error)?;
+        match TcpStream::connect_timeout(&addr, left) {
+            Ok(s) => return Ok(s),
+            Err(e) => last = Some((addr, e)),
+        }
+    }
+    Err(match last {
+        Some((_, e)) if e.kind() == io::ErrorKind::TimedOut => timeout_error(),
+        Some((addr, e)) => {
+            Error::new(ErrorKind::Connect, format!("cannot connect to {addr}: {e}")).retriable(true)
+        }
+        None => {
+            Error::new(ErrorKind::Dns, format!("{host} resolved to no address")).retriable(true)
+        }
+    })
 }
 
 fn find_crlf(b: &[u8]) -> Option<usize> {

@@ -297,3 +297,29 @@ pub fn raw_tls_server(chain_pem: &str, key_pem: &str, reply: RawReply) -> u16 {
     });
     port
 }
+
+/// A port on 127.0.0.1 where a TCP connect never completes: a listener that
+/// never accepts, its backlog filled, so the kernel drops further SYNs. Keep
+/// the returned value alive for as long as the port is used.
+pub struct SynBlackHole {
+    pub port: u16,
+    _listener: TcpListener,
+    _fill: Vec<TcpStream>,
+}
+
+pub fn syn_black_hole() -> SynBlackHole {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mut fill = Vec::new();
+    for _ in 0..5000 {
+        match TcpStream::connect_timeout(&addr, Duration::from_millis(200)) {
+            Ok(s) => fill.push(s),
+            Err(_) => break,
+        }
+    }
+    SynBlackHole {
+        port: addr.port(),
+        _listener: listener,
+        _fill: fill,
+    }
+}
