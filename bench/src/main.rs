@@ -668,9 +668,9 @@ fn report(args: &[String]) -> Res<()> {
     );
     let _ = writeln!(
         t,
-        "| Concurrency | dps reg/s | dps defaults reg/s | Node reg/s | dps / Node | dps CPU ms/reg | Node CPU ms/reg | emulator CPU ms/reg (dps run) |"
+        "| Concurrency | dps reg/s | dps defaults reg/s | Node reg/s | dps / Node | dps CPU ms/reg | Node CPU ms/reg | emulator CPU ms/reg (dps run) | emulator busy (dps run, % of one core) |"
     );
-    let _ = writeln!(t, "|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let _ = writeln!(t, "|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     let mut emu_cpu_per_reg = Vec::new();
     let mut best = 0.0f64;
     for k in [1, 8, 64] {
@@ -698,6 +698,10 @@ fn report(args: &[String]) -> Res<()> {
         if let Some(e) = emu {
             emu_cpu_per_reg.push(e);
         }
+        let busy = d.as_ref().and_then(|v| {
+            let us = c.get("emu_cpu_us")?;
+            Some(format!("{:.0} %", us / v["wall_us"].as_f64()? * 100.0))
+        });
         let (rd, rdd, rn) = (rate(&d), rate(&dd), rate(&nd));
         best = best.max(rd.unwrap_or(0.0)).max(rn.unwrap_or(0.0));
         for (name, v) in [("tp-dps", &d), ("tp-dpsdef", &dd), ("tp-node", &nd)] {
@@ -711,7 +715,7 @@ fn report(args: &[String]) -> Res<()> {
         let f = |r: Option<f64>| r.map(|r| format!("{r:.0}")).unwrap_or("n/a".into());
         let _ = writeln!(
             t,
-            "| {k} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {k} | {} | {} | {} | {} | {} | {} | {} | {} |",
             f(rd),
             f(rdd),
             f(rn),
@@ -719,6 +723,7 @@ fn report(args: &[String]) -> Res<()> {
             ms(cpu_per(&d)),
             ms(cpu_per(&nd)),
             ms(emu),
+            busy.unwrap_or("n/a".into()),
         );
     }
 
