@@ -190,7 +190,7 @@ fn fuzz(name: &str, target: fn(&[u8])) {
         );
     }
     assert!(
-        slowest < Duration::from_secs(2),
+        slowest < Duration::from_secs(10),
         "{name}: one input took {slowest:?}"
     );
 }
