@@ -141,16 +141,12 @@ pub fn next_delay(
 }
 
 /// The wait before the next poll of an operation that is still `assigning`:
-/// the server's `Retry-After` if any, else `interval`; raised to `floor`
-/// (PROTOCOL.md 4.2: at least 1 s by default, so a server answering
-/// `Retry-After: 0` cannot make the client spin) and capped at `cap`.
-pub fn poll_delay(
-    retry_after: Option<Duration>,
-    interval: Duration,
-    floor: Duration,
-    cap: Duration,
-) -> Duration {
-    retry_after.unwrap_or(interval).min(cap).max(floor.min(cap))
+/// exactly the server's `Retry-After` (0 included: the client never waits
+/// longer than DPS asks), else `interval`; capped at `cap`. A server that
+/// keeps answering `assigning` with `Retry-After: 0` is polled as it asks,
+/// until the registration deadline.
+pub fn poll_delay(retry_after: Option<Duration>, interval: Duration, cap: Duration) -> Duration {
+    retry_after.unwrap_or(interval).min(cap)
 }
 
 /// What the state machine does with an HTTP answer (PROTOCOL.md 3.5, 4.2).
@@ -224,12 +220,7 @@ impl Policy {
 
     /// After an `assigning` answer.
     pub fn poll(&self, retry_after: Option<Duration>, remaining: Duration) -> Decision {
-        let wait = poll_delay(
-            retry_after,
-            self.poll_interval,
-            self.poll_interval.min(self.backoff.min),
-            self.max_retry_after,
-        );
+        let wait = poll_delay(retry_after, self.poll_interval, self.max_retry_after);
         decide(wait, remaining)
     }
 }
@@ -476,7 +467,7 @@ mod tests {
     }
 
     #[test]
-    fn endless_assigning_with_retry_after_zero_does_not_spin() {
+    fn retry_after_zero_on_a_poll_is_honoured_until_the_deadline() {
         let r = simulate(policy(), S(30), MS(20), 0.5, |n| {
             if n == 0 {
                 Answer::Assigning(Some(S(3)))
@@ -485,10 +476,9 @@ mod tests {
             }
         });
         assert!(!r.assigned && r.elapsed <= S(30));
-        // Floored at min(poll interval 2 s, backoff min 1 s) = 1 s: at most
-        // about one poll per second, within DPS's 5 polls / 10 s.
-        assert!(r.waits[1..].iter().all(|w| *w == S(1)), "{:?}", r.waits);
-        assert!(r.requests <= 28, "{}", r.requests);
+        // No wait beyond what the server asks: 3 s, then back-to-back polls.
+        assert_eq!(r.waits[0], S(3));
+        assert!(r.waits[1..].iter().all(|w| w.is_zero()), "{:?}", r.waits);
     }
 
     #[test]

@@ -291,12 +291,6 @@ fn rows() -> Vec<Row> {
             DPS_ERR_DEADLINE_EXCEEDED,
         )
         .at_least_ms(2900),
-        row(
-            "endless `assigning` (Retry-After 0: polls floored, no spin)",
-            "faults = [{ on = \"register\", action = \"endless_assigning\" }]",
-            DPS_ERR_DEADLINE_EXCEEDED,
-        )
-        .at_least_ms(3500),
         row("nothing listening (connection refused)", "", DPS_ERR_DEADLINE_EXCEEDED)
             .setup(ConnectionRefused)
             .at_least_ms(3000),

@@ -167,3 +167,45 @@ fn untrusted_server_is_a_tls_error() {
     let e = client(&b).register().unwrap_err();
     assert_eq!(e.kind, ErrorKind::TlsServerUntrusted, "{e}");
 }
+
+#[test]
+fn retry_after_zero_is_honoured_without_any_wait() {
+    // The emulator answers every poll with `assigning` and `Retry-After: 0`:
+    // the client polls again at once (no floor of its own) until its deadline.
+    let emu = emulator(
+        r#"
+[[enrollments]]
+registration_id = "dev-zero"
+attestation = "symmetric_key"
+primary_key = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="
+faults = [{ on = "register", action = "endless_assigning" }]
+"#,
+    );
+    let mut b = builder(&emu, "dev-zero");
+    b.symmetric_key(KEY).unwrap();
+    b.deadline(Duration::from_millis(800)).unwrap();
+    let mut c = client(&b);
+    let started = std::time::Instant::now();
+    let e = c.register().unwrap_err();
+    let took = started.elapsed();
+    assert_eq!(e.kind, ErrorKind::DeadlineExceeded, "{e}");
+    assert!(took < Duration::from_millis(1300), "{took:?}");
+    let polls = emu.counters().get("operation 202");
+    assert!(
+        polls >= 20,
+        "polled back to back as asked: {polls} polls in {took:?}"
+    );
+    assert_eq!(c.stats().handshakes, 1);
+
+    // A normal enrollment with Retry-After 0 and one assigning poll: three
+    // requests, no waiting at all.
+    let mut b = builder(&emu, "dev-sym");
+    b.symmetric_key(KEY).unwrap();
+    let started = std::time::Instant::now();
+    client(&b).register().unwrap();
+    assert!(
+        started.elapsed() < Duration::from_millis(500),
+        "{:?}",
+        started.elapsed()
+    );
+}
