@@ -151,7 +151,7 @@ typedef struct dps_config dps_config;
  * the error borrowed from a client, until the next call on that client).
  *
  * Methods: `dps_error_status`, `_message`, `_http_status`, `_dps_code`,
- * `_tracking_id`, `_retriable`, `_free`. Thread safety: read-only, any thread.
+ * `_tracking_id`, `_retriable`, `_cause_status`, `_free`. Thread safety: read-only, any thread.
  */
 typedef struct dps_error dps_error;
 
@@ -930,6 +930,15 @@ int64_t dps_error_dps_code(const struct dps_error *err);
  * The DPS `trackingId` (quote it to Azure support), or NULL. Borrowed.
  */
 const char *dps_error_tracking_id(const struct dps_error *err);
+
+/**
+ * For `DPS_ERR_DEADLINE_EXCEEDED`: the status of the last failure that was
+ * being retried when time ran out (for example `DPS_ERR_CONNECT`,
+ * `DPS_ERR_THROTTLED`, `DPS_ERR_TIMEOUT`), so callers can tell "DPS
+ * unreachable" from "DPS kept throttling". `DPS_OK` when there is none or
+ * `err` is NULL.
+ */
+dps_status dps_error_cause_status(const struct dps_error *err);
 
 /**
  * Whether trying again later could succeed (network, throttling, server

@@ -322,6 +322,7 @@ impl Client {
             e.http_status = l.http_status;
             e.dps_error_code = l.dps_error_code;
             e.tracking_id = l.tracking_id.clone();
+            e.cause = Some(l.kind);
         }
         e.retriable = true;
         e
@@ -576,6 +577,7 @@ fn deadline_from(cause: Error, wait: Duration) -> Error {
     e.http_status = cause.http_status;
     e.dps_error_code = cause.dps_error_code;
     e.tracking_id = cause.tracking_id;
+    e.cause = Some(cause.kind);
     e.retriable = true;
     e
 }

@@ -238,6 +238,9 @@ pub struct Error {
     pub tracking_id: Option<String>,
     /// Whether trying again later could succeed (throttling, server and network errors).
     pub retriable: bool,
+    /// For `DeadlineExceeded` and `Cancelled`: the kind of the last failure
+    /// that was being retried (for example `Connect` or `Throttled`), if any.
+    pub cause: Option<ErrorKind>,
 }
 
 impl Error {
@@ -250,6 +253,7 @@ impl Error {
             dps_error_code: None,
             tracking_id: None,
             retriable: false,
+            cause: None,
         }
     }
 

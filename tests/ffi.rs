@@ -497,6 +497,7 @@ fn bad_input_is_rejected_without_traffic() {
         assert_eq!(dps_error_dps_code(null()), 0);
         assert!(dps_error_tracking_id(null()).is_null());
         assert!(!dps_error_retriable(null()));
+        assert_eq!(dps_error_cause_status(null()), DPS_OK);
         assert!(dps_config_last_error(null()).is_null());
         dps_registration_free(null_mut());
         dps_error_free(null_mut());

@@ -209,3 +209,26 @@ faults = [{ on = "register", action = "endless_assigning" }]
         started.elapsed()
     );
 }
+
+#[test]
+fn deadline_error_names_the_cause_it_was_retrying() {
+    // A port with nothing listening: connection refused until the deadline.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut b = dps::ConfigBuilder::new(SCOPE).unwrap();
+    b.registration_id("dev-sym")
+        .unwrap()
+        .symmetric_key(KEY)
+        .unwrap();
+    b.endpoint(&format!("127.0.0.1:{port}")).unwrap();
+    b.deadline(Duration::from_millis(600)).unwrap();
+    b.backoff(Duration::from_millis(10), Duration::from_millis(50))
+        .unwrap();
+    let e = client(&b).register().unwrap_err();
+    assert_eq!(e.kind, ErrorKind::DeadlineExceeded, "{e}");
+    assert_eq!(e.cause, Some(ErrorKind::Connect), "{e}");
+    assert!(e.retriable);
+}

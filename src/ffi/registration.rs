@@ -218,7 +218,7 @@ pub unsafe extern "C" fn dps_registration_free(reg: *mut dps_registration) {
 /// the error borrowed from a client, until the next call on that client).
 ///
 /// Methods: `dps_error_status`, `_message`, `_http_status`, `_dps_code`,
-/// `_tracking_id`, `_retriable`, `_free`. Thread safety: read-only, any thread.
+/// `_tracking_id`, `_retriable`, `_cause_status`, `_free`. Thread safety: read-only, any thread.
 pub struct dps_error {
     pub(crate) inner: Error,
     message: CString,
@@ -286,6 +286,21 @@ pub unsafe extern "C" fn dps_error_tracking_id(err: *const dps_error) -> *const 
         unsafe { err.as_ref() }
             .and_then(|e| e.tracking_id.as_ref())
             .map_or(std::ptr::null(), |t| t.as_ptr())
+    })
+}
+
+/// For `DPS_ERR_DEADLINE_EXCEEDED`: the status of the last failure that was
+/// being retried when time ran out (for example `DPS_ERR_CONNECT`,
+/// `DPS_ERR_THROTTLED`, `DPS_ERR_TIMEOUT`), so callers can tell "DPS
+/// unreachable" from "DPS kept throttling". `DPS_OK` when there is none or
+/// `err` is NULL.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn dps_error_cause_status(err: *const dps_error) -> dps_status {
+    guard(DPS_OK, || {
+        // SAFETY: NULL or a live error.
+        unsafe { err.as_ref() }
+            .and_then(|e| e.inner.cause)
+            .map_or(DPS_OK, |k| k.code())
     })
 }
 

@@ -220,10 +220,27 @@ pub fn parse_error_body(body: &[u8]) -> ErrorBody {
     serde_json::from_slice(body).unwrap_or_default()
 }
 
-/// Checks that `json` is a JSON object and returns it in compact form.
+/// Largest payload accepted: DPS caps a message at 96 KB (PROTOCOL.md 6);
+/// 512 bytes are left for the rest of the request body.
+pub const MAX_PAYLOAD_BYTES: usize = 96 * 1024 - 512;
+
+/// Checks that `json` is a JSON object within [`MAX_PAYLOAD_BYTES`] and
+/// returns it in compact form.
 pub fn normalize_payload(json: &str) -> Result<String> {
     match serde_json::from_str::<Value>(json) {
-        Ok(v @ Value::Object(_)) => Ok(v.to_string()),
+        Ok(v @ Value::Object(_)) => {
+            let compact = v.to_string();
+            if compact.len() > MAX_PAYLOAD_BYTES {
+                return Err(Error::new(
+                    ErrorKind::InvalidPayload,
+                    format!(
+                        "the payload is {} bytes; DPS accepts messages up to 96 KB",
+                        compact.len()
+                    ),
+                ));
+            }
+            Ok(compact)
+        }
         Ok(_) => Err(Error::new(
             ErrorKind::InvalidPayload,
             "the payload must be a JSON object",
@@ -332,6 +349,11 @@ mod tests {
     #[test]
     fn payload_and_body() {
         assert_eq!(normalize_payload(r#"{ "a" : 1 }"#).unwrap(), r#"{"a":1}"#);
+        let big = format!("{{\"a\":\"{}\"}}", "x".repeat(MAX_PAYLOAD_BYTES));
+        assert_eq!(
+            normalize_payload(&big).unwrap_err().kind,
+            ErrorKind::InvalidPayload
+        );
         for bad in ["[1]", "1", "\"s\"", "{", "null"] {
             assert_eq!(
                 normalize_payload(bad).unwrap_err().kind,
