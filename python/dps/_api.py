@@ -190,6 +190,7 @@ def _error_from_ptr(lib: ctypes.CDLL, status: int, err: Any) -> DpsError:
             dps_code=lib.dps_error_dps_code(err) or None,
             tracking_id=_dec(lib.dps_error_tracking_id(err)),
             retriable=bool(lib.dps_error_retriable(err)),
+            cause=lib.dps_error_cause_status(err) or None,
         )
     return error_class(status)(status, _status_text(lib, status))
 

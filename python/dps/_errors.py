@@ -36,6 +36,8 @@ class DpsError(Exception):
         dps_code: the DPS ``errorCode`` (for example 401002), or ``None``.
         tracking_id: the DPS ``trackingId`` to quote to Azure support, or ``None``.
         retriable: whether trying again later could succeed.
+        cause: for a deadline or cancellation, the :class:`~dps.Status` of the
+            last failure being retried (for example ``Status.CONNECT``), or ``None``.
     """
 
     def __init__(
@@ -47,6 +49,7 @@ class DpsError(Exception):
         dps_code: Optional[int] = None,
         tracking_id: Optional[str] = None,
         retriable: bool = False,
+        cause: Optional[int] = None,
     ) -> None:
         super().__init__(message)
         self.status = Status(status)
@@ -55,6 +58,7 @@ class DpsError(Exception):
         self.dps_code = dps_code or None
         self.tracking_id = tracking_id or None
         self.retriable = retriable
+        self.cause = Status(cause) if cause else None
 
     def __str__(self) -> str:
         return f"{self.message} [{self.status.name} {int(self.status)}]"

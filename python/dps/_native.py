@@ -174,6 +174,7 @@ _SIGNATURES = {
     "dps_error_dps_code": (c_int64, [ErrorP]),
     "dps_error_tracking_id": (c_char_p, [ErrorP]),
     "dps_error_retriable": (c_bool, [ErrorP]),
+    "dps_error_cause_status": (c_uint32, [ErrorP]),
     "dps_error_free": (None, [ErrorP]),
 }
 

@@ -217,6 +217,7 @@ def test_connection_refused_until_deadline(emu: Emu) -> None:
         dps.register(SCOPE, "dev-sym", symmetric_key=KEY, **emu.opts(endpoint=f"localhost:{port}", timeout=1))
     assert ei.value.retriable
     assert "connect" in ei.value.message.lower()
+    assert ei.value.cause == dps.Status.CONNECT
     assert isinstance(ei.value, TimeoutError)
 
 
