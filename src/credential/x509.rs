@@ -182,15 +182,16 @@ fn check_keys_match(certified: &CertifiedKey) -> Result<(), CredentialError> {
 fn load_signing_key(key: &PrivateKeyDer<'static>) -> Result<Arc<dyn SigningKey>, CredentialError> {
     // The provider takes ownership of (and zeroizes) its copy; `key` stays with the caller,
     // who holds it in `Zeroizing`, and is only read again to explain a failure.
-    rustls::crypto::ring::default_provider()
-        .key_provider
-        .load_private_key(key.clone_key())
-        .map_err(|e| match der::unsupported_key_reason(key) {
+    // Not `ring::default_provider()`: it references every cipher suite, ChaCha20 included
+    // (~51 KB), which transport::tls leaves out. Borrowing `key` makes no copy to zeroize.
+    rustls::crypto::ring::sign::any_supported_type(key).map_err(|e| {
+        match der::unsupported_key_reason(key) {
             Some(reason) => CredentialError::UnsupportedKey(reason),
             None => CredentialError::BadPrivateKey(format!(
                 "not a usable RSA, ECDSA P-256/P-384 or Ed25519 key ({e})"
             )),
-        })
+        }
+    })
 }
 
 // ---------------------------------------------------------------------------------------------
