@@ -6,8 +6,7 @@
  *   register_loop N   (environment as in c-examples/: DPS_ID_SCOPE,
  *   DPS_REGISTRATION_ID, DPS_SYMMETRIC_KEY | DPS_GROUP_KEY |
  *   DPS_CERT_FILE + DPS_KEY_FILE, DPS_ENDPOINT, DPS_CA_FILE, and optionally
- *   DPS_POLL_INTERVAL_MS, which also lowers the library's 1 s floor on
- *   Retry-After so that the emulator's Retry-After: 0 is honoured)
+ *   DPS_POLL_INTERVAL_MS: the poll interval when DPS sends no Retry-After)
  *
  * Prints one line per registration: "reg <cpu_us> <wall_us>". Exit 0 only if
  * every registration ended assigned.

@@ -660,19 +660,18 @@ fn report(args: &[String]) -> Res<()> {
     );
     let _ = writeln!(
         t,
-        "dps = `bench/c/register_threads.c` on libdps.a, one thread per concurrent client, poll interval 0 (honours Retry-After 0 like Node); \
-         dps defaults = the same with the library's 1 s floor on Retry-After; Node = one process, K concurrent registrations.\n"
+        "dps = `bench/c/register_threads.c` on libdps.a, one thread per concurrent client, library defaults; \
+         Node = one process, K concurrent registrations.\n"
     );
     let _ = writeln!(
         t,
-        "| Concurrency | dps reg/s | dps defaults reg/s | Node reg/s | dps / Node | dps CPU ms/reg | Node CPU ms/reg | emulator CPU ms/reg (dps run) | emulator busy (dps run, % of one core) |"
+        "| Concurrency | dps reg/s | Node reg/s | dps / Node | dps CPU ms/reg | Node CPU ms/reg | emulator CPU ms/reg (dps run) | emulator busy (dps run, % of one core) |"
     );
-    let _ = writeln!(t, "|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let _ = writeln!(t, "|---:|---:|---:|---:|---:|---:|---:|---:|");
     let mut emu_cpu_per_reg = Vec::new();
     let mut best = 0.0f64;
     for k in [1, 8, 64] {
         let d = load(dir, &format!("tp-dps-{k}.json"));
-        let dd = load(dir, &format!("tp-dpsdef-{k}.json"));
         let nd = load(dir, &format!("tp-node-{k}.json"));
         let rate = |v: &Option<Value>| {
             v.as_ref().and_then(|v| {
@@ -699,9 +698,9 @@ fn report(args: &[String]) -> Res<()> {
             let us = c.get("emu_cpu_us")?;
             Some(format!("{:.0} %", us / v["wall_us"].as_f64()? * 100.0))
         });
-        let (rd, rdd, rn) = (rate(&d), rate(&dd), rate(&nd));
+        let (rd, rn) = (rate(&d), rate(&nd));
         best = best.max(rd.unwrap_or(0.0)).max(rn.unwrap_or(0.0));
-        for (name, v) in [("tp-dps", &d), ("tp-dpsdef", &dd), ("tp-node", &nd)] {
+        for (name, v) in [("tp-dps", &d), ("tp-node", &nd)] {
             let ok = v.as_ref().is_some_and(|v| {
                 v["failures"].as_u64() == Some(0) && v["registrations"].as_u64().unwrap_or(0) > 0
             });
@@ -712,9 +711,8 @@ fn report(args: &[String]) -> Res<()> {
         let f = |r: Option<f64>| r.map(|r| format!("{r:.0}")).unwrap_or("n/a".into());
         let _ = writeln!(
             t,
-            "| {k} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {k} | {} | {} | {} | {} | {} | {} | {} |",
             f(rd),
-            f(rdd),
             f(rn),
             ratio(rd, rn),
             ms(cpu_per(&d)),
