@@ -13,6 +13,28 @@ fn main() {
     println!("cargo:rerun-if-changed=build.rs");
     println!("cargo:rerun-if-env-changed=DPS_UPDATE_HEADER");
 
+    // dps_version(): "dps/<version> (rustls 0.23, ring; <optional features>)".
+    let features: Vec<&str> = ["pkcs12", "encrypted-keys", "mozilla-roots", "tls-logs"]
+        .into_iter()
+        .filter(|f| {
+            env::var_os(format!(
+                "CARGO_FEATURE_{}",
+                f.to_uppercase().replace('-', "_")
+            ))
+            .is_some()
+        })
+        .collect();
+    let mut version = format!(
+        "dps/{} (rustls 0.23, ring",
+        env::var("CARGO_PKG_VERSION").unwrap()
+    );
+    if !features.is_empty() {
+        version.push_str("; ");
+        version.push_str(&features.join(", "));
+    }
+    version.push(')');
+    println!("cargo:rustc-env=DPS_VERSION_STRING={version}");
+
     let crate_dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR"));
     let out = PathBuf::from(env::var("OUT_DIR").expect("OUT_DIR")).join("dps.h");
     let major: u32 = env::var("CARGO_PKG_VERSION_MAJOR")

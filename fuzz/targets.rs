@@ -76,6 +76,7 @@ pub fn pem(data: &[u8]) {
 }
 
 /// PKCS#12 / .pfx bytes with the fixtures' password and an empty one.
+#[cfg(feature = "pkcs12")]
 pub fn pkcs12(data: &[u8]) {
     let _ = dps::X509Credential::from_pkcs12(data, "fixture-pass");
     let _ = dps::X509Credential::from_pkcs12(data, "");

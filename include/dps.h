@@ -56,7 +56,9 @@
 #define DPS_ROOTS_AZURE 0
 
 /**
- * Use the whole Mozilla root bundle (about 150 roots).
+ * Use the whole Mozilla root bundle (about 150 roots). Only in builds with
+ * the `mozilla-roots` cargo feature; otherwise the setter returns
+ * `DPS_ERR_UNSUPPORTED`.
  */
 #define DPS_ROOTS_MOZILLA 1
 
@@ -740,7 +742,9 @@ dps_status dps_config_add_trusted_ca_file(struct dps_config *config, const char 
 /**
  * Chooses the built-in roots: `DPS_ROOTS_AZURE` (default),
  * `DPS_ROOTS_MOZILLA` or `DPS_ROOTS_NONE`. Returns `DPS_OK`,
- * `DPS_ERR_NULL_ARGUMENT` or `DPS_ERR_INVALID_ARGUMENT` (unknown value).
+ * `DPS_ERR_NULL_ARGUMENT`, `DPS_ERR_INVALID_ARGUMENT` (unknown value) or
+ * `DPS_ERR_UNSUPPORTED` (`DPS_ROOTS_MOZILLA` without the `mozilla-roots`
+ * feature).
  */
 dps_status dps_config_set_default_roots(struct dps_config *config, uint32_t roots);
 
@@ -975,7 +979,7 @@ dps_status dps_derive_device_key(const char *base64_group_key,
 
 /**
  * The library version and build, for example
- * `"dps/0.1.0 (rustls 0.23, ring; pkcs12, encrypted-keys)"`, naming the
+ * `"dps/0.1.0 (rustls 0.23, ring; pkcs12, encrypted-keys, tls-logs)"`, naming the
  * optional features built in. Static; never NULL; thread-safe.
  */
 const char *dps_version(void);

@@ -329,6 +329,9 @@ impl ConfigBuilder {
                 )
             }
         };
+        if self.default_roots == DefaultRoots::Mozilla && !tls::HAS_MOZILLA_ROOTS {
+            return Err(mozilla_unsupported());
+        }
         let roots = tls::root_store(self.default_roots, &self.extra_roots);
         if roots.is_empty() {
             return Err(Error::new(
@@ -367,6 +370,14 @@ impl ConfigBuilder {
             user_agent,
         })
     }
+}
+
+/// The error for `DefaultRoots::Mozilla` in a build without the bundle.
+pub(crate) fn mozilla_unsupported() -> Error {
+    Error::new(
+        ErrorKind::Unsupported,
+        "the whole Mozilla root bundle is not part of this build (cargo feature `mozilla-roots`)",
+    )
 }
 
 fn nonzero(d: Duration, what: &str) -> Result<Duration> {

@@ -360,6 +360,16 @@ fn bad_input_is_rejected_without_traffic() {
             dps_config_set_default_roots(cfg, 99),
             DPS_ERR_INVALID_ARGUMENT
         );
+        let mozilla = if cfg!(feature = "mozilla-roots") {
+            DPS_OK
+        } else {
+            DPS_ERR_UNSUPPORTED
+        };
+        assert_eq!(
+            dps_config_set_default_roots(cfg, DPS_ROOTS_MOZILLA),
+            mozilla
+        );
+        assert_eq!(dps_config_set_default_roots(cfg, DPS_ROOTS_AZURE), DPS_OK);
         assert_eq!(
             dps_config_set_proxy(cfg, cs("socks5://x").as_ptr()),
             DPS_ERR_INVALID_PROXY

@@ -220,6 +220,7 @@ fn fuzz_pem() {
     fuzz("pem", targets::pem);
 }
 
+#[cfg(feature = "pkcs12")]
 #[test]
 fn fuzz_pkcs12() {
     fuzz("pkcs12", targets::pkcs12);

@@ -27,7 +27,9 @@ pub struct dps_config {
 /// Use the Azure subset of the Mozilla root bundle (DigiCert Global Root G2
 /// and G3, Microsoft RSA and ECC Root CA 2017). The default.
 pub const DPS_ROOTS_AZURE: u32 = 0;
-/// Use the whole Mozilla root bundle (about 150 roots).
+/// Use the whole Mozilla root bundle (about 150 roots). Only in builds with
+/// the `mozilla-roots` cargo feature; otherwise the setter returns
+/// `DPS_ERR_UNSUPPORTED`.
 pub const DPS_ROOTS_MOZILLA: u32 = 1;
 /// Use no built-in roots: only those added with `dps_config_add_trusted_ca_*`.
 pub const DPS_ROOTS_NONE: u32 = 2;
@@ -402,7 +404,9 @@ pub unsafe extern "C" fn dps_config_add_trusted_ca_file(
 
 /// Chooses the built-in roots: `DPS_ROOTS_AZURE` (default),
 /// `DPS_ROOTS_MOZILLA` or `DPS_ROOTS_NONE`. Returns `DPS_OK`,
-/// `DPS_ERR_NULL_ARGUMENT` or `DPS_ERR_INVALID_ARGUMENT` (unknown value).
+/// `DPS_ERR_NULL_ARGUMENT`, `DPS_ERR_INVALID_ARGUMENT` (unknown value) or
+/// `DPS_ERR_UNSUPPORTED` (`DPS_ROOTS_MOZILLA` without the `mozilla-roots`
+/// feature).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn dps_config_set_default_roots(
     config: *mut dps_config,
@@ -411,6 +415,9 @@ pub unsafe extern "C" fn dps_config_set_default_roots(
     with_config(config, |b| {
         let r = match roots {
             DPS_ROOTS_AZURE => DefaultRoots::Azure,
+            DPS_ROOTS_MOZILLA if !crate::transport::tls::HAS_MOZILLA_ROOTS => {
+                return Err(crate::config::mozilla_unsupported());
+            }
             DPS_ROOTS_MOZILLA => DefaultRoots::Mozilla,
             DPS_ROOTS_NONE => DefaultRoots::None,
             _ => {

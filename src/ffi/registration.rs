@@ -381,17 +381,16 @@ pub unsafe extern "C" fn dps_derive_device_key(
     })
 }
 
-#[cfg(all(feature = "pkcs12", feature = "encrypted-keys"))]
-const VERSION: &std::ffi::CStr = c"dps/0.1.0 (rustls 0.23, ring; pkcs12, encrypted-keys)";
-#[cfg(all(feature = "pkcs12", not(feature = "encrypted-keys")))]
-const VERSION: &std::ffi::CStr = c"dps/0.1.0 (rustls 0.23, ring; pkcs12)";
-#[cfg(all(not(feature = "pkcs12"), feature = "encrypted-keys"))]
-const VERSION: &std::ffi::CStr = c"dps/0.1.0 (rustls 0.23, ring; encrypted-keys)";
-#[cfg(not(any(feature = "pkcs12", feature = "encrypted-keys")))]
-const VERSION: &std::ffi::CStr = c"dps/0.1.0 (rustls 0.23, ring)";
+// Built by build.rs from the package version and the enabled features.
+const VERSION: &std::ffi::CStr =
+    match std::ffi::CStr::from_bytes_with_nul(concat!(env!("DPS_VERSION_STRING"), "\0").as_bytes())
+    {
+        Ok(v) => v,
+        Err(_) => c"dps",
+    };
 
 /// The library version and build, for example
-/// `"dps/0.1.0 (rustls 0.23, ring; pkcs12, encrypted-keys)"`, naming the
+/// `"dps/0.1.0 (rustls 0.23, ring; pkcs12, encrypted-keys, tls-logs)"`, naming the
 /// optional features built in. Static; never NULL; thread-safe.
 #[unsafe(no_mangle)]
 pub extern "C" fn dps_version() -> *const c_char {

@@ -77,8 +77,8 @@ pub enum DefaultRoots {
     #[default]
     Azure,
     /// The whole Mozilla bundle from `webpki-roots` (about 150 roots). Needs the
-    /// `mozilla-roots` cargo feature; without it the Azure subset is used (fewer
-    /// anchors, so this never trusts more than asked) and a warning is logged.
+    /// `mozilla-roots` cargo feature; without it `ConfigBuilder::build` (and
+    /// the C setter) refuse it with `ErrorKind::Unsupported`.
     Mozilla,
     /// No built-in roots: only those added explicitly.
     None,
@@ -98,13 +98,9 @@ pub fn root_store(defaults: DefaultRoots, extra: &RootCertStore) -> RootCertStor
         DefaultRoots::Mozilla => store
             .roots
             .extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
+        // Refused earlier (ConfigBuilder::build) when the bundle is not built in.
         #[cfg(not(feature = "mozilla-roots"))]
-        DefaultRoots::Mozilla => {
-            log::warn!(
-                "the whole Mozilla root bundle is not part of this build (cargo feature `mozilla-roots`); using the Azure roots"
-            );
-            store.roots.extend(AZURE_ROOTS.iter().cloned());
-        }
+        DefaultRoots::Mozilla => store.roots.extend(AZURE_ROOTS.iter().cloned()),
         DefaultRoots::None => {}
     }
     store.roots.extend(extra.roots.iter().cloned());
