@@ -4,14 +4,15 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use dps_emulator::{Config, Emulator, pki};
+use dps_emulator::{Emulator, pki};
 use serde_json::Value;
 
-const SCOPE: &str = "0ne00000001";
-const KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+// The library's test helpers: the base emulator (two hubs, `dev-sym`, `sym-group`) and keys.
+#[path = "../../tests/common/mod.rs"]
+mod common;
+use common::{GROUP_KEY, KEY, SCOPE};
+
 const OTHER_KEY: &str = "HxweHRwbGhkYFxYVFBMSERAPDg0MCwoJCAcGBQQDAgE=";
-const GROUP_KEY: &str =
-    "8isrFI1sGsIlvvFSSFRiMfCNzv21fjbE/+ah/lSh3lF8e2YG1Te7w1KpZhJFFXJrqYKi9yegxkqIChbqOS9Egw==";
 const V1_ID: &str = "sn-007-888-abc-mac-a1-b2-c3-d4-e5-f6";
 const V1_KEY: &str = "Jsm0lyGpjaVYVP2g3FnmnmG9dI/9qU24wNoykUmermc=";
 
@@ -74,27 +75,8 @@ fn env_with(extra: &str) -> Env {
     let p256_thumbprint = pki::TestCa::from_pem(&read("p256.cert.pem"), &read("p256.key.pem"))
         .expect("p256 fixture")
         .sha256_thumbprint();
-    let toml = format!(
+    let enrollments = format!(
         r#"
-id_scope = "{SCOPE}"
-retry_after_secs = 0
-assigning_polls = 1
-[[hubs]]
-host_name = "hub-a.azure-devices.net"
-[[hubs]]
-host_name = "hub-b.azure-devices.net"
-[[enrollments]]
-registration_id = "dev-sym"
-attestation = "symmetric_key"
-primary_key = "{KEY}"
-device_id = "dev-sym-device"
-allocation = "static"
-hubs = ["hub-a.azure-devices.net"]
-[[enrollments]]
-group_id = "sym-group"
-attestation = "symmetric_key"
-primary_key = "{GROUP_KEY}"
-echo_payload = true
 [[enrollments]]
 registration_id = "dev-disabled"
 attestation = "symmetric_key"
@@ -137,7 +119,7 @@ ca_pem = """{fixture_root}"""
         device.sha256_thumbprint,
         root.cert_pem(),
     );
-    let emu = Emulator::start(Config::from_toml_str(&toml).expect("config")).expect("emulator");
+    let emu = common::emulator(&enrollments);
     let dir = TempDir::new();
     let ca = dir.file("ca.pem", &emu.ca_pem());
     Env {
