@@ -410,3 +410,47 @@ pub unsafe extern "C" fn dps_register(
         }
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_panic_inside_a_client_call_poisons_the_client() {
+        let mut cfg = std::ptr::null_mut();
+        let mut client = std::ptr::null_mut();
+        unsafe {
+            assert_eq!(
+                dps_config_new(c"0ne00000001".as_ptr(), c"dev".as_ptr(), &mut cfg),
+                DPS_OK
+            );
+            assert_eq!(
+                dps_config_set_symmetric_key(
+                    cfg,
+                    c"AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=".as_ptr()
+                ),
+                DPS_OK
+            );
+            assert_eq!(
+                dps_client_new(cfg, &mut client, std::ptr::null_mut()),
+                DPS_OK
+            );
+        }
+        // The same path every client function takes, with a body that panics.
+        assert_eq!(
+            with_client(client, |_| panic!("injected by the test")),
+            DPS_ERR_PANIC
+        );
+        let mut reg = std::ptr::null_mut();
+        let mut wait = 0;
+        unsafe {
+            assert_eq!(dps_client_register(client, &mut reg), DPS_ERR_PANIC);
+            assert_eq!(dps_client_step(client, &mut wait, &mut reg), DPS_ERR_PANIC);
+            assert_eq!(dps_client_lookup(client, &mut reg), DPS_ERR_PANIC);
+            assert!(reg.is_null());
+            dps_client_cancel(client); // still safe
+            dps_client_free(client);
+            dps_config_free(cfg);
+        }
+    }
+}
