@@ -4,6 +4,7 @@
 //! (X.509) or an HMAC function (SAS), and the transport and protocol layers
 //! stay unchanged.
 
+pub mod hmac;
 pub mod x509;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -12,6 +13,7 @@ use zeroize::Zeroizing;
 
 use crate::error::Result;
 use crate::protocol::sas;
+pub use hmac::HmacKey;
 pub use x509::X509Credential;
 
 /// A symmetric key for SAS authentication. The bytes are zeroized on drop and
