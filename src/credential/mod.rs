@@ -5,6 +5,7 @@
 //! stay unchanged.
 
 pub mod hmac;
+pub mod signer;
 pub mod x509;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -14,6 +15,7 @@ use zeroize::Zeroizing;
 use crate::error::Result;
 use crate::protocol::sas;
 pub use hmac::HmacKey;
+pub use signer::{DigestSigner, SignatureScheme};
 pub use x509::X509Credential;
 
 /// A symmetric key for SAS authentication. The bytes are zeroized on drop and
