@@ -200,6 +200,11 @@ typedef void (*dps_status_callback)(void *userdata,
 typedef void (*dps_log_callback)(void *userdata, uint32_t level, const char *message);
 
 /**
+ * The class of a status (`dps_status_class`): what a caller can do about it.
+ */
+typedef uint32_t dps_class;
+
+/**
  * Success.
  */
 #define DPS_OK 0
@@ -313,6 +318,11 @@ typedef void (*dps_log_callback)(void *userdata, uint32_t level, const char *mes
  * A file could not be read.
  */
 #define DPS_ERR_FILE_READ 208
+
+/**
+ * The signing or HMAC callback (or PKCS#11 token, or TPM) failed or returned an unusable result.
+ */
+#define DPS_ERR_SIGNER_FAILED 209
 
 /**
  * The host name could not be resolved.
@@ -438,6 +448,46 @@ typedef void (*dps_log_callback)(void *userdata, uint32_t level, const char *mes
  * An internal invariant failed.
  */
 #define DPS_ERR_INTERNAL 901
+
+/**
+ * `DPS_OK` and `DPS_PENDING`: not a failure.
+ */
+#define DPS_CLASS_NONE 0
+
+/**
+ * 1xx: a bad argument or configuration; nothing was sent. Fix the call.
+ */
+#define DPS_CLASS_USAGE 1
+
+/**
+ * 2xx: a key, certificate, password, token or trust anchor is unusable. Fix the credential.
+ */
+#define DPS_CLASS_CREDENTIAL 2
+
+/**
+ * 3xx: DNS, TCP, TLS, proxy, or a malformed or oversized answer. Often transient.
+ */
+#define DPS_CLASS_NETWORK 3
+
+/**
+ * 400-459: DPS refused the request (see the HTTP status and DPS errorCode).
+ */
+#define DPS_CLASS_REFUSED 4
+
+/**
+ * 460-499: the registration ended `failed`, or the enrollment is disabled.
+ */
+#define DPS_CLASS_REGISTRATION_FAILED 5
+
+/**
+ * 5xx: the deadline passed or the registration was cancelled.
+ */
+#define DPS_CLASS_LIFECYCLE 6
+
+/**
+ * 9xx, and any code this library does not know: internal failure.
+ */
+#define DPS_CLASS_INTERNAL 9
 
 #ifdef __cplusplus
 extern "C" {
@@ -989,6 +1039,13 @@ const char *dps_version(void);
  * the header's `DPS_VERSION_NUMBER` to detect a header/library mismatch.
  */
 uint32_t dps_version_number(void);
+
+/**
+ * The class of `status` (`DPS_CLASS_*`): `DPS_CLASS_NONE` for `DPS_OK` and `DPS_PENDING`,
+ * `DPS_CLASS_INTERNAL` for codes this library does not know. Never fails; thread-safe; may be
+ * called from any callback.
+ */
+dps_class dps_status_class(dps_status status);
 
 /**
  * A static, NUL-terminated description of `status`. Never NULL; unknown
