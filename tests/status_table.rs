@@ -172,10 +172,7 @@ fn header_prototypes() -> BTreeMap<String, usize> {
             continue;
         }
         let Some(open) = stmt.find('(') else { continue };
-        let name = stmt[..open]
-            .split(|c: char| c == ' ' || c == '*')
-            .next_back()
-            .unwrap_or("");
+        let name = stmt[..open].split([' ', '*']).next_back().unwrap_or("");
         if !name.starts_with("dps_") {
             continue;
         }
