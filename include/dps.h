@@ -68,6 +68,33 @@
 #define DPS_ROOTS_NONE 2
 
 /**
+ * Signature scheme `DPS_SIG_ECDSA_P256_SHA256`: ECDSA on P-256 over a 32-byte SHA-256 digest.
+ */
+#define DPS_SIG_ECDSA_P256_SHA256 1
+
+/**
+ * Signature scheme `DPS_SIG_ECDSA_P384_SHA384`: ECDSA on P-384 over a 48-byte SHA-384 digest.
+ */
+#define DPS_SIG_ECDSA_P384_SHA384 2
+
+/**
+ * Signature scheme `DPS_SIG_RSA_PKCS1_SHA256`: RSASSA-PKCS1-v1_5 over a 32-byte SHA-256
+ * digest; the callback applies the EMSA-PKCS1-v1_5 encoding (the SHA-256 DigestInfo prefix).
+ */
+#define DPS_SIG_RSA_PKCS1_SHA256 3
+
+/**
+ * Signature scheme `DPS_SIG_RSA_PSS_SHA256`: RSASSA-PSS over a 32-byte SHA-256 digest, with
+ * MGF1-SHA-256 and a 32-byte salt.
+ */
+#define DPS_SIG_RSA_PSS_SHA256 4
+
+/**
+ * The largest signature the library accepts from a signing callback (RSA-8192).
+ */
+#define DPS_SIGNATURE_MAX 1024
+
+/**
  * Log level: errors.
  */
 #define DPS_LOG_ERROR 1
@@ -190,6 +217,51 @@ typedef void (*dps_status_callback)(void *userdata,
                                     uint32_t event,
                                     uint32_t wait_ms,
                                     dps_status cause);
+
+/**
+ * Signs a digest with a private key the library never sees (a secure element, an HSM, a
+ * signing service).
+ *
+ * - `userdata`: the pointer given with the callback.
+ * - `scheme`: one of `DPS_SIG_*`; decided by the certificate's key type (and, for RSA, by
+ *   what the server offers and what this callback was seen to produce).
+ * - `digest`, `digest_len`: the hash of the message (32 bytes for SHA-256, 48 for SHA-384);
+ *   the library hashes, the callback only signs. Valid during the call only.
+ * - `sig`, `sig_cap`: where to write the signature (`sig_cap` is `DPS_SIGNATURE_MAX`).
+ *   ECDSA: raw `r || s` (each big-endian, padded to the curve size: 64 bytes for P-256, 96 for
+ *   P-384) or a DER `ECDSA-Sig-Value`; the library accepts both and sends DER. RSA: the
+ *   signature, as long as the modulus.
+ * - `sig_len`: receives the number of bytes written.
+ *
+ * Return 0 on success, anything else on failure (the value is quoted in the error, whose
+ * status is `DPS_ERR_SIGNER_FAILED`). Called on the thread that called the library function
+ * (`dps_config_set_x509_signer` for the check, then `dps_register`, `dps_client_register`,
+ * `dps_client_step`, `dps_client_lookup` for each TLS handshake). It may block (the deadline
+ * keeps running). It is called concurrently when clients made from the same config run on
+ * several threads. It must not call back into the client or config that is calling it (such
+ * calls return `DPS_ERR_INVALID_STATE`); other library functions may be called.
+ */
+typedef int32_t (*dps_sign_callback)(void *userdata,
+                                     uint32_t scheme,
+                                     const uint8_t *digest,
+                                     size_t digest_len,
+                                     uint8_t *sig,
+                                     size_t sig_cap,
+                                     size_t *sig_len);
+
+/**
+ * Computes HMAC-SHA256 with a symmetric key the library never sees.
+ *
+ * - `data`, `len`: the SAS string-to-sign (`<url-encoded resource>\n<expiry>`); valid during
+ *   the call only.
+ * - `mac`: receives the 32-byte HMAC-SHA256.
+ *
+ * Return 0 on success, anything else on failure (`DPS_ERR_SIGNER_FAILED`). Called on the
+ * thread that called the library, once per SAS token (tokens are cached until close to
+ * expiry) and by `dps_client_iot_hub_sas_token`. Threading and re-entrancy as
+ * `dps_sign_callback`.
+ */
+typedef int32_t (*dps_hmac_callback)(void *userdata, const uint8_t *data, size_t len, uint8_t *mac);
 
 /**
  * Log callback. `level` is a `DPS_LOG_*` value; `message` is a NUL-terminated
@@ -611,6 +683,29 @@ dps_status dps_client_connection_string(const struct dps_client *client,
                                         size_t *out_len);
 
 /**
+ * Makes the SAS token the device presents to its IoT hub after provisioning:
+ * `SharedAccessSignature sr=<hub>%2Fdevices%2F<deviceId>&sig=...&se=<expiry_unix>`, signed
+ * with this client's symmetric key wherever it lives (in memory, the derived group key, or
+ * an HMAC callback, which is called during this function). The hub and device ID come from
+ * `reg`. The token is a secret until it expires.
+ *
+ * - `expiry_unix`: the token's expiry, seconds since 1970 (UTC).
+ * - `buf`, `cap`, `out_len`: as `dps_client_connection_string`.
+ *
+ * Returns `DPS_OK`, `DPS_ERR_NULL_ARGUMENT`, `DPS_ERR_INVALID_STATE` (no hub or device ID in
+ * `reg`), `DPS_ERR_UNSUPPORTED` (an X.509 credential: the hub authenticates the certificate),
+ * `DPS_ERR_SIGNER_FAILED` (the HMAC callback failed) or `DPS_ERR_BUFFER_TOO_SMALL`. Never
+ * waits for a registration running on another thread; may be called from the client's
+ * event callback.
+ */
+dps_status dps_client_iot_hub_sas_token(const struct dps_client *client,
+                                        const struct dps_registration *reg,
+                                        uint64_t expiry_unix,
+                                        char *buf,
+                                        size_t cap,
+                                        size_t *out_len);
+
+/**
  * The registration ID this client registers: the one configured, or the
  * X.509 certificate's subject CN when none was. Borrowed: valid until the
  * client is freed. NULL only for a NULL `client`.
@@ -862,6 +957,47 @@ dps_status dps_config_set_max_retry_after_ms(struct dps_config *config, uint32_t
  * `DPS_ERR_NULL_ARGUMENT`, `DPS_ERR_INVALID_UTF8` or `DPS_ERR_INVALID_ARGUMENT`.
  */
 dps_status dps_config_set_user_agent_suffix(struct dps_config *config, const char *suffix);
+
+/**
+ * Authenticates with an X.509 certificate chain whose private key is held outside the
+ * library, behind `callback`.
+ *
+ * - `cert_chain_pem`: the device certificate first, then intermediates (PEM); copied.
+ * - `callback`, `userdata`: see `dps_sign_callback`. Both must stay valid until the config
+ *   and every client made from it are freed (clients and `dps_register` keep a reference).
+ *
+ * Before returning, the library asks the callback for one signature over a fresh random
+ * message and verifies it against the leaf certificate's public key: a callback that does not
+ * hold the certificate's key gives `DPS_ERR_KEY_MISMATCH` here, not a TLS alert later. For RSA
+ * both PSS and PKCS#1 v1.5 are tried; those the callback produces are offered in TLS.
+ * Replaces any previous credential. The registration ID defaults to the leaf's CN.
+ *
+ * Returns `DPS_OK`, `DPS_ERR_NULL_ARGUMENT` (config, chain or callback NULL),
+ * `DPS_ERR_INVALID_UTF8`, `DPS_ERR_INVALID_CERTIFICATE`, `DPS_ERR_INVALID_PRIVATE_KEY`
+ * (a key type external signers do not support), `DPS_ERR_KEY_MISMATCH` or
+ * `DPS_ERR_SIGNER_FAILED` (the callback failed or returned a malformed signature); the
+ * message is in `dps_config_last_error`. Not thread-safe on the same config; the callback
+ * is called on this thread during the call.
+ */
+dps_status dps_config_set_x509_signer(struct dps_config *config,
+                                      const char *cert_chain_pem,
+                                      dps_sign_callback callback,
+                                      void *userdata);
+
+/**
+ * Authenticates with a symmetric key held outside the library: every SAS signature is
+ * computed by `callback` (see `dps_hmac_callback`). For an individual enrollment the
+ * callback holds the enrollment key; for a group enrollment it holds the device key derived
+ * at the factory (`dps_derive_device_key`). `userdata` and the callback must stay valid until
+ * the config and every client made from it are freed. Nothing is called during this function.
+ * `dps_client_connection_string` cannot hold such a key (`DPS_ERR_UNSUPPORTED`); use
+ * `dps_client_iot_hub_sas_token`. Replaces any previous credential.
+ *
+ * Returns `DPS_OK` or `DPS_ERR_NULL_ARGUMENT`. Not thread-safe on the same config.
+ */
+dps_status dps_config_set_hmac_callback(struct dps_config *config,
+                                        dps_hmac_callback callback,
+                                        void *userdata);
 
 /**
  * Sets the process-wide log callback (the library logs through Rust's `log`
