@@ -22,6 +22,7 @@ pub mod credential;
 pub mod error;
 pub mod ffi;
 pub mod protocol;
+pub mod redact;
 pub mod retry;
 pub mod transport;
 

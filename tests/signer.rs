@@ -164,7 +164,7 @@ unsafe fn config(emu: &dps_emulator::Emulator, id: Option<&str>) -> *mut dps_con
 }
 
 fn last_error(cfg: *mut dps_config) -> String {
-    let p = unsafe { dps_config_last_error(cfg) };
+    let p = unsafe { dps_error_message(dps_config_last_error(cfg)) };
     assert!(!p.is_null());
     unsafe { CStr::from_ptr(p) }.to_str().unwrap().to_owned()
 }

@@ -177,6 +177,7 @@ impl HmacKey for Callback<HmacFn> {
 /// message is in `dps_config_last_error`. Not thread-safe on the same config; the callback
 /// is called on this thread during the call.
 #[unsafe(no_mangle)]
+#[must_use]
 pub unsafe extern "C" fn dps_config_set_x509_signer(
     config: *mut dps_config,
     cert_chain_pem: *const c_char,
@@ -203,6 +204,7 @@ pub unsafe extern "C" fn dps_config_set_x509_signer(
 ///
 /// Returns `DPS_OK` or `DPS_ERR_NULL_ARGUMENT`. Not thread-safe on the same config.
 #[unsafe(no_mangle)]
+#[must_use]
 pub unsafe extern "C" fn dps_config_set_hmac_callback(
     config: *mut dps_config,
     callback: dps_hmac_callback,
