@@ -460,6 +460,70 @@ fn register_encrypted_key_and_pkcs12_fixtures() {
     assert_eq!(o.code, 3, "{o:?}");
 }
 
+/// Issue 14 item 8: a password problem names the key file (not the certificate) and says
+/// what is missing; a PKCS#12 file opened without a password says it needs one.
+#[test]
+fn password_errors_name_the_key_file_and_what_is_missing() {
+    let e = env();
+    let f = fixtures();
+    let s = |p: &str| f.join(p).to_str().unwrap().to_owned();
+    let (cert, key) = (s("p256.cert.pem"), s("p256.enc.key.pem"));
+    let o = e.run("register", &["--cert", &cert, "--private-key", &key]);
+    assert_eq!(o.code, 3, "{o:?}");
+    assert!(
+        o.stderr.contains(&format!(
+            "{key}: the private key is encrypted and needs a password: give it with --key-password"
+        )),
+        "{o:?}"
+    );
+    assert!(
+        !o.stderr.contains(&cert),
+        "names the certificate file: {o:?}"
+    );
+    let o = e.run(
+        "register",
+        &[
+            "--cert",
+            &cert,
+            "--private-key",
+            &key,
+            "--key-password",
+            "wrong",
+            "--json",
+        ],
+    );
+    assert_eq!(o.code, 3, "{o:?}");
+    assert!(
+        o.stderr.contains(&format!("{key}: wrong password")),
+        "{o:?}"
+    );
+    assert!(o.stderr.contains("(--key-password)"), "{o:?}");
+    assert!(
+        !o.stderr.contains(&cert),
+        "names the certificate file: {o:?}"
+    );
+    let v = o.json();
+    assert_eq!(v["error"]["kind"], "KeyPassword");
+    assert!(!v["error"]["message"].as_str().unwrap().contains(&cert));
+
+    let p12 = s("chain.p12");
+    let o = e.run("register", &["--pkcs12", &p12]);
+    assert_eq!(o.code, 3, "{o:?}");
+    assert!(
+        o.stderr.contains(&format!(
+            "{p12}: the PKCS#12 file needs a password (the empty password does not open it): give it with --pkcs12-password"
+        )),
+        "{o:?}"
+    );
+    assert!(!o.stderr.contains("wrong"), "{o:?}");
+    let o = e.run("register", &["--pkcs12", &p12, "--pkcs12-password", "nope"]);
+    assert_eq!(o.code, 3, "{o:?}");
+    assert!(
+        o.stderr.contains(&format!("{p12}: wrong PKCS#12 password")),
+        "{o:?}"
+    );
+}
+
 #[test]
 fn register_retries_with_progress_on_stderr() {
     let e = env();
