@@ -5,6 +5,7 @@ use std::io::IsTerminal;
 use dps::Event;
 
 use crate::args::Parsed;
+use crate::output::clean;
 struct StderrLogger;
 
 impl log::Log for StderrLogger {
@@ -13,11 +14,12 @@ impl log::Log for StderrLogger {
     }
     fn log(&self, r: &log::Record<'_>) {
         if self.enabled(r.metadata()) {
+            // Log lines may quote what the server sent: never raw control characters.
             eprintln!(
                 "dps: [{}] {}: {}",
                 r.level().as_str().to_ascii_lowercase(),
                 r.target(),
-                r.args()
+                clean(&r.args().to_string())
             );
         }
     }
@@ -55,6 +57,6 @@ pub fn progress_observer(endpoint: String) -> dps::client::Observer {
             Event::Assigned => "assigned".into(),
             Event::Failed(kind) => format!("failed: {}", kind.describe()),
         };
-        eprintln!("dps: {line}");
+        eprintln!("dps: {}", clean(&line));
     })
 }

@@ -8,7 +8,7 @@ use dps::Client;
 use crate::args::Parsed;
 use crate::exit::{self, Res};
 use crate::logging::progress_wanted;
-use crate::output::print_registration;
+use crate::output::{clean, print_registration};
 use crate::setup::setup;
 
 pub const HELP: &str = "\
@@ -58,7 +58,7 @@ pub fn run(p: &Parsed) -> Res<u8> {
             if let Some(m) = &reg.error_message {
                 line.push_str(&format!(": {m}"));
             }
-            eprintln!("{line}");
+            eprintln!("{}", clean(&line));
             exit::FAILED
         }
         _ => exit::OK,

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use dps::Client;
+use dps::{Client, Error, ErrorKind};
 use serde_json::json;
 
 use crate::args::Parsed;
@@ -124,10 +124,17 @@ pub fn run(p: &Parsed) -> Res<u8> {
         saved::save(path, config.id_scope(), &s.endpoint, &reg).map_err(|e| {
             // Registered, but the cache failed: still print the result first.
             print_registration(&reg, json_out, "dps", cs.as_deref().map(String::as_str));
-            Failure::Other(
-                exit::CREDENTIAL,
-                format!("registered, but cannot save the assignment to {path:?}: {e}"),
-            )
+            match e {
+                // A malformed answer (exit 4), kept out of the file a boot script reads.
+                saved::SaveError::Unsafe(why) => Failure::Dps(Error::new(
+                    ErrorKind::MalformedResponse,
+                    format!("registered, but not saving the assignment to {path:?}: {why}"),
+                )),
+                saved::SaveError::Io(why) => Failure::Other(
+                    exit::CREDENTIAL,
+                    format!("registered, but cannot save the assignment to {path:?}: {why}"),
+                ),
+            }
         })?;
     }
     print_registration(&reg, json_out, "dps", cs.as_deref().map(String::as_str));
