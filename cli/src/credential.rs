@@ -55,7 +55,16 @@ pub fn apply(p: &Parsed, b: &mut ConfigBuilder) -> Res<()> {
             None => None,
         };
         let cred = X509Credential::from_pem(&chain, &key, pw.as_ref().map(|s| s.as_bytes()))
-            .map_err(|e| pem_error(e.into(), cert, key_file, pw.is_some()))?;
+            .map_err(|e| {
+                let err = pem_error(e.into(), cert, key_file, pw.is_some());
+                match err.kind {
+                    ErrorKind::InvalidCertificate => der_hint(err, cert, &chain, "x509"),
+                    ErrorKind::InvalidPrivateKey => {
+                        der_hint(err, key_file.unwrap_or(cert), &key, "pkey")
+                    }
+                    _ => err,
+                }
+            })?;
         b.x509(cred);
     } else if let Some(file) = p.value("--pkcs12") {
         let der = read_file("--pkcs12", file)?;
@@ -64,8 +73,13 @@ pub fn apply(p: &Parsed, b: &mut ConfigBuilder) -> Res<()> {
             Some(v) => secret("--pkcs12-password", v)?,
             None => Zeroizing::new(String::new()),
         };
-        let cred = X509Credential::from_pkcs12(&der, &pw)
-            .map_err(|e| pkcs12_error(e.into(), file, given.is_some()))?;
+        let cred = X509Credential::from_pkcs12(&der, &pw).map_err(|e| {
+            let mut err = pkcs12_error(e.into(), file, given.is_some());
+            if der.is_empty() {
+                err.message = format!("{file}: the file is empty (expected a PKCS#12 / .pfx file)");
+            }
+            err
+        })?;
         b.x509(cred);
     }
     Ok(())
@@ -87,6 +101,23 @@ fn pem_error(mut err: Error, cert: &str, key: Option<&str>, password_given: bool
         }
         _ => format!("{cert}: {}", err.message),
     };
+    err
+}
+
+/// Whether `bytes` look like a DER (binary) structure rather than PEM text.
+fn looks_like_der(bytes: &[u8]) -> bool {
+    bytes.first() == Some(&0x30) && !bytes.windows(11).any(|w| w == b"-----BEGIN ")
+}
+
+/// Adds to a "not PEM" error the openssl command that converts a DER `file` (`tool`: `x509`
+/// for certificates, `pkey` for keys), when the file looks like DER.
+pub fn der_hint(mut err: Error, file: &str, bytes: &[u8], tool: &str) -> Error {
+    if looks_like_der(bytes) {
+        err.message = format!(
+            "{}; {file} looks like DER (binary), not PEM: convert it with `openssl {tool} -inform der -in {file} -out {file}.pem`",
+            err.message
+        );
+    }
     err
 }
 
@@ -155,6 +186,30 @@ mod tests {
         );
         assert_eq!(m.message, "dev.pem: bad");
         assert_eq!(m.kind, ErrorKind::InvalidCertificate);
+    }
+
+    #[test]
+    fn der_files_get_the_conversion_command() {
+        let e = der_hint(
+            err(ErrorKind::InvalidCertificate, "d.crt: no certificate found"),
+            "d.crt",
+            &[0x30, 0x82, 1, 2],
+            "x509",
+        );
+        assert_eq!(
+            e.message,
+            "d.crt: no certificate found; d.crt looks like DER (binary), not PEM: convert it with `openssl x509 -inform der -in d.crt -out d.crt.pem`"
+        );
+        assert_eq!(e.kind, ErrorKind::InvalidCertificate);
+        for not_der in [&b""[..], b"garbage", b"0\x82-----BEGIN CERTIFICATE-----"] {
+            let e = der_hint(
+                err(ErrorKind::InvalidCertificate, "m"),
+                "f",
+                not_der,
+                "x509",
+            );
+            assert_eq!(e.message, "m");
+        }
     }
 
     #[test]

@@ -49,7 +49,7 @@ pub fn setup(p: &Parsed) -> Res<Setup> {
         let pem = read_file("--ca", ca)?;
         b.add_trusted_roots_pem(&pem).map_err(|mut e| {
             e.message = format!("--ca {ca}: {}", e.message);
-            e
+            crate::credential::der_hint(e, ca, &pem, "x509")
         })?;
     }
     if p.has("--proxy") && p.flag("--proxy-from-env") {

@@ -524,6 +524,93 @@ fn password_errors_name_the_key_file_and_what_is_missing() {
     );
 }
 
+/// The body of the first PEM block of a fixture, as DER.
+fn fixture_der(name: &str) -> Vec<u8> {
+    use base64::Engine as _;
+    let pem = std::fs::read_to_string(fixtures().join(name)).unwrap();
+    let b64: String = pem
+        .lines()
+        .skip_while(|l| !l.starts_with("-----BEGIN"))
+        .skip(1)
+        .take_while(|l| !l.starts_with("-----END"))
+        .collect();
+    base64::engine::general_purpose::STANDARD
+        .decode(b64)
+        .unwrap()
+}
+
+/// Issue 14 item 8: a DER file given where PEM is expected gets the openssl command that
+/// converts it; an empty PKCS#12 file is called empty (not a BER problem).
+#[test]
+fn der_and_empty_files_get_a_useful_message() {
+    let e = env();
+    let f = fixtures();
+    let pem_key = f.join("p256.key.pem").to_str().unwrap().to_owned();
+    let pem_cert = f.join("p256.cert.pem").to_str().unwrap().to_owned();
+    let der_cert = e.dir.path("p256.cert.der");
+    std::fs::write(&der_cert, fixture_der("p256.cert.pem")).unwrap();
+    let der_key = e.dir.path("p256.key.der");
+    std::fs::write(&der_key, fixture_der("p256.key.pem")).unwrap();
+
+    let o = e.run(
+        "register",
+        &["--cert", &der_cert, "--private-key", &pem_key],
+    );
+    assert_eq!(o.code, 3, "{o:?}");
+    assert!(
+        o.stderr.contains(&format!(
+            "{der_cert} looks like DER (binary), not PEM: convert it with `openssl x509 -inform der -in {der_cert} -out {der_cert}.pem`"
+        )),
+        "{o:?}"
+    );
+    let o = e.run(
+        "register",
+        &["--cert", &pem_cert, "--private-key", &der_key],
+    );
+    assert_eq!(o.code, 3, "{o:?}");
+    assert!(
+        o.stderr.contains(&format!(
+            "`openssl pkey -inform der -in {der_key} -out {der_key}.pem`"
+        )),
+        "{o:?}"
+    );
+    assert!(
+        o.stderr.starts_with(&format!("dps: error: {der_key}: ")),
+        "{o:?}"
+    );
+    let o = e.run(
+        "register",
+        &[
+            "--registration-id",
+            "dev-sym",
+            "--symmetric-key",
+            KEY,
+            "--ca",
+            &der_cert,
+        ],
+    );
+    assert_eq!(o.code, 3, "{o:?}");
+    assert!(o.stderr.contains("`openssl x509 -inform der"), "{o:?}");
+    // A PEM file that is merely broken gets no DER hint.
+    let broken = e
+        .dir
+        .file("broken.pem", "-----BEGIN CERTIFICATE-----\nAAAA\n");
+    let o = e.run("register", &["--cert", &broken, "--private-key", &pem_key]);
+    assert_eq!(o.code, 3, "{o:?}");
+    assert!(!o.stderr.contains("DER"), "{o:?}");
+
+    let empty = e.dir.file("empty.pfx", "");
+    let o = e.run("register", &["--pkcs12", &empty]);
+    assert_eq!(o.code, 3, "{o:?}");
+    assert!(
+        o.stderr.contains(&format!(
+            "{empty}: the file is empty (expected a PKCS#12 / .pfx file)"
+        )),
+        "{o:?}"
+    );
+    assert!(!o.stderr.contains("BER"), "{o:?}");
+}
+
 #[test]
 fn register_retries_with_progress_on_stderr() {
     let e = env();
