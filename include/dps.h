@@ -68,6 +68,33 @@
 #define DPS_ROOTS_NONE 2
 
 /**
+ * Signature scheme `DPS_SIG_ECDSA_P256_SHA256`: ECDSA on P-256 over a 32-byte SHA-256 digest.
+ */
+#define DPS_SIG_ECDSA_P256_SHA256 1
+
+/**
+ * Signature scheme `DPS_SIG_ECDSA_P384_SHA384`: ECDSA on P-384 over a 48-byte SHA-384 digest.
+ */
+#define DPS_SIG_ECDSA_P384_SHA384 2
+
+/**
+ * Signature scheme `DPS_SIG_RSA_PKCS1_SHA256`: RSASSA-PKCS1-v1_5 over a 32-byte SHA-256
+ * digest; the callback applies the EMSA-PKCS1-v1_5 encoding (the SHA-256 DigestInfo prefix).
+ */
+#define DPS_SIG_RSA_PKCS1_SHA256 3
+
+/**
+ * Signature scheme `DPS_SIG_RSA_PSS_SHA256`: RSASSA-PSS over a 32-byte SHA-256 digest, with
+ * MGF1-SHA-256 and a 32-byte salt.
+ */
+#define DPS_SIG_RSA_PSS_SHA256 4
+
+/**
+ * The largest signature the library accepts from a signing callback (RSA-8192).
+ */
+#define DPS_SIGNATURE_MAX 1024
+
+/**
  * Log level: errors.
  */
 #define DPS_LOG_ERROR 1
@@ -192,12 +219,62 @@ typedef void (*dps_status_callback)(void *userdata,
                                     dps_status cause);
 
 /**
+ * Signs a digest with a private key the library never sees (a secure element, an HSM, a
+ * signing service).
+ *
+ * - `userdata`: the pointer given with the callback.
+ * - `scheme`: one of `DPS_SIG_*`; decided by the certificate's key type (and, for RSA, by
+ *   what the server offers and what this callback was seen to produce).
+ * - `digest`, `digest_len`: the hash of the message (32 bytes for SHA-256, 48 for SHA-384);
+ *   the library hashes, the callback only signs. Valid during the call only.
+ * - `sig`, `sig_cap`: where to write the signature (`sig_cap` is `DPS_SIGNATURE_MAX`).
+ *   ECDSA: raw `r || s` (each big-endian, padded to the curve size: 64 bytes for P-256, 96 for
+ *   P-384) or a DER `ECDSA-Sig-Value`; the library accepts both and sends DER. RSA: the
+ *   signature, as long as the modulus.
+ * - `sig_len`: receives the number of bytes written.
+ *
+ * Return 0 on success, anything else on failure (the value is quoted in the error, whose
+ * status is `DPS_ERR_SIGNER_FAILED`). Called on the thread that called the library function
+ * (`dps_config_set_x509_signer` for the check, then `dps_register`, `dps_client_register`,
+ * `dps_client_step`, `dps_client_lookup` for each TLS handshake). It may block (the deadline
+ * keeps running). It is called concurrently when clients made from the same config run on
+ * several threads. It must not call back into the client or config that is calling it (such
+ * calls return `DPS_ERR_INVALID_STATE`); other library functions may be called.
+ */
+typedef int32_t (*dps_sign_callback)(void *userdata,
+                                     uint32_t scheme,
+                                     const uint8_t *digest,
+                                     size_t digest_len,
+                                     uint8_t *sig,
+                                     size_t sig_cap,
+                                     size_t *sig_len);
+
+/**
+ * Computes HMAC-SHA256 with a symmetric key the library never sees.
+ *
+ * - `data`, `len`: the SAS string-to-sign (`<url-encoded resource>\n<expiry>`); valid during
+ *   the call only.
+ * - `mac`: receives the 32-byte HMAC-SHA256.
+ *
+ * Return 0 on success, anything else on failure (`DPS_ERR_SIGNER_FAILED`). Called on the
+ * thread that called the library, once per SAS token (tokens are cached until close to
+ * expiry) and by `dps_client_iot_hub_sas_token`. Threading and re-entrancy as
+ * `dps_sign_callback`.
+ */
+typedef int32_t (*dps_hmac_callback)(void *userdata, const uint8_t *data, size_t len, uint8_t *mac);
+
+/**
  * Log callback. `level` is a `DPS_LOG_*` value; `message` is a NUL-terminated
  * line, borrowed for the duration of the call, with secrets (keys, SAS
  * signatures, passwords) never included. May run on any thread that calls
  * into the library, concurrently: it must be thread-safe and return normally.
  */
 typedef void (*dps_log_callback)(void *userdata, uint32_t level, const char *message);
+
+/**
+ * The class of a status (`dps_status_class`): what a caller can do about it.
+ */
+typedef uint32_t dps_class;
 
 /**
  * Success.
@@ -313,6 +390,11 @@ typedef void (*dps_log_callback)(void *userdata, uint32_t level, const char *mes
  * A file could not be read.
  */
 #define DPS_ERR_FILE_READ 208
+
+/**
+ * The signing or HMAC callback (or PKCS#11 token, or TPM) failed or returned an unusable result.
+ */
+#define DPS_ERR_SIGNER_FAILED 209
 
 /**
  * The host name could not be resolved.
@@ -439,6 +521,46 @@ typedef void (*dps_log_callback)(void *userdata, uint32_t level, const char *mes
  */
 #define DPS_ERR_INTERNAL 901
 
+/**
+ * `DPS_OK` and `DPS_PENDING`: not a failure.
+ */
+#define DPS_CLASS_NONE 0
+
+/**
+ * 1xx: a bad argument or configuration; nothing was sent. Fix the call.
+ */
+#define DPS_CLASS_USAGE 1
+
+/**
+ * 2xx: a key, certificate, password, token or trust anchor is unusable. Fix the credential.
+ */
+#define DPS_CLASS_CREDENTIAL 2
+
+/**
+ * 3xx: DNS, TCP, TLS, proxy, or a malformed or oversized answer. Often transient.
+ */
+#define DPS_CLASS_NETWORK 3
+
+/**
+ * 400-459: DPS refused the request (see the HTTP status and DPS errorCode).
+ */
+#define DPS_CLASS_REFUSED 4
+
+/**
+ * 460-499: the registration ended `failed`, or the enrollment is disabled.
+ */
+#define DPS_CLASS_REGISTRATION_FAILED 5
+
+/**
+ * 5xx: the deadline passed or the registration was cancelled.
+ */
+#define DPS_CLASS_LIFECYCLE 6
+
+/**
+ * 9xx, and any code this library does not know: internal failure.
+ */
+#define DPS_CLASS_INTERNAL 9
+
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
@@ -556,6 +678,29 @@ const struct dps_error *dps_client_last_error(const struct dps_client *client);
  */
 dps_status dps_client_connection_string(const struct dps_client *client,
                                         const struct dps_registration *reg,
+                                        char *buf,
+                                        size_t cap,
+                                        size_t *out_len);
+
+/**
+ * Makes the SAS token the device presents to its IoT hub after provisioning:
+ * `SharedAccessSignature sr=<hub>%2Fdevices%2F<deviceId>&sig=...&se=<expiry_unix>`, signed
+ * with this client's symmetric key wherever it lives (in memory, the derived group key, or
+ * an HMAC callback, which is called during this function). The hub and device ID come from
+ * `reg`. The token is a secret until it expires.
+ *
+ * - `expiry_unix`: the token's expiry, seconds since 1970 (UTC).
+ * - `buf`, `cap`, `out_len`: as `dps_client_connection_string`.
+ *
+ * Returns `DPS_OK`, `DPS_ERR_NULL_ARGUMENT`, `DPS_ERR_INVALID_STATE` (no hub or device ID in
+ * `reg`), `DPS_ERR_UNSUPPORTED` (an X.509 credential: the hub authenticates the certificate),
+ * `DPS_ERR_SIGNER_FAILED` (the HMAC callback failed) or `DPS_ERR_BUFFER_TOO_SMALL`. Never
+ * waits for a registration running on another thread; may be called from the client's
+ * event callback.
+ */
+dps_status dps_client_iot_hub_sas_token(const struct dps_client *client,
+                                        const struct dps_registration *reg,
+                                        uint64_t expiry_unix,
                                         char *buf,
                                         size_t cap,
                                         size_t *out_len);
@@ -814,6 +959,47 @@ dps_status dps_config_set_max_retry_after_ms(struct dps_config *config, uint32_t
 dps_status dps_config_set_user_agent_suffix(struct dps_config *config, const char *suffix);
 
 /**
+ * Authenticates with an X.509 certificate chain whose private key is held outside the
+ * library, behind `callback`.
+ *
+ * - `cert_chain_pem`: the device certificate first, then intermediates (PEM); copied.
+ * - `callback`, `userdata`: see `dps_sign_callback`. Both must stay valid until the config
+ *   and every client made from it are freed (clients and `dps_register` keep a reference).
+ *
+ * Before returning, the library asks the callback for one signature over a fresh random
+ * message and verifies it against the leaf certificate's public key: a callback that does not
+ * hold the certificate's key gives `DPS_ERR_KEY_MISMATCH` here, not a TLS alert later. For RSA
+ * both PSS and PKCS#1 v1.5 are tried; those the callback produces are offered in TLS.
+ * Replaces any previous credential. The registration ID defaults to the leaf's CN.
+ *
+ * Returns `DPS_OK`, `DPS_ERR_NULL_ARGUMENT` (config, chain or callback NULL),
+ * `DPS_ERR_INVALID_UTF8`, `DPS_ERR_INVALID_CERTIFICATE`, `DPS_ERR_INVALID_PRIVATE_KEY`
+ * (a key type external signers do not support), `DPS_ERR_KEY_MISMATCH` or
+ * `DPS_ERR_SIGNER_FAILED` (the callback failed or returned a malformed signature); the
+ * message is in `dps_config_last_error`. Not thread-safe on the same config; the callback
+ * is called on this thread during the call.
+ */
+dps_status dps_config_set_x509_signer(struct dps_config *config,
+                                      const char *cert_chain_pem,
+                                      dps_sign_callback callback,
+                                      void *userdata);
+
+/**
+ * Authenticates with a symmetric key held outside the library: every SAS signature is
+ * computed by `callback` (see `dps_hmac_callback`). For an individual enrollment the
+ * callback holds the enrollment key; for a group enrollment it holds the device key derived
+ * at the factory (`dps_derive_device_key`). `userdata` and the callback must stay valid until
+ * the config and every client made from it are freed. Nothing is called during this function.
+ * `dps_client_connection_string` cannot hold such a key (`DPS_ERR_UNSUPPORTED`); use
+ * `dps_client_iot_hub_sas_token`. Replaces any previous credential.
+ *
+ * Returns `DPS_OK` or `DPS_ERR_NULL_ARGUMENT`. Not thread-safe on the same config.
+ */
+dps_status dps_config_set_hmac_callback(struct dps_config *config,
+                                        dps_hmac_callback callback,
+                                        void *userdata);
+
+/**
  * Sets the process-wide log callback (the library logs through Rust's `log`
  * facade, which allows one logger per process) and the most verbose level to
  * deliver (`DPS_LOG_ERROR` .. `DPS_LOG_TRACE`; 0 turns logging off). Lines
@@ -989,6 +1175,13 @@ const char *dps_version(void);
  * the header's `DPS_VERSION_NUMBER` to detect a header/library mismatch.
  */
 uint32_t dps_version_number(void);
+
+/**
+ * The class of `status` (`DPS_CLASS_*`): `DPS_CLASS_NONE` for `DPS_OK` and `DPS_PENDING`,
+ * `DPS_CLASS_INTERNAL` for codes this library does not know. Never fails; thread-safe; may be
+ * called from any callback.
+ */
+dps_class dps_status_class(dps_status status);
 
 /**
  * A static, NUL-terminated description of `status`. Never NULL; unknown

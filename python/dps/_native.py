@@ -95,6 +95,7 @@ _SIGNATURES = {
     "dps_version": (c_char_p, []),
     "dps_version_number": (c_uint32, []),
     "dps_status_str": (c_char_p, [dps_status]),
+    "dps_status_class": (c_uint32, [dps_status]),
     "dps_derive_device_key": (
         dps_status,
         [c_char_p, c_char_p, POINTER(c_char), c_size_t, POINTER(c_size_t)],

@@ -23,6 +23,9 @@ use crate::transport::CancelToken;
 pub struct dps_client {
     cancel: Arc<CancelToken>,
     registration_id: std::ffi::CString,
+    /// The immutable configuration, readable without the lock (getters never wait for a
+    /// registration running on another thread).
+    config: Arc<crate::Config>,
     inner: Mutex<ClientState>,
 }
 
@@ -143,6 +146,7 @@ pub unsafe extern "C" fn dps_client_new(
                 let h = Box::new(dps_client {
                     cancel: client.cancel_token(),
                     registration_id: cstring(client.config().registration_id()),
+                    config: Arc::clone(client.config()),
                     inner: Mutex::new(ClientState {
                         client,
                         last_error: None,
@@ -348,12 +352,45 @@ pub unsafe extern "C" fn dps_client_connection_string(
         let (Some(c), Some(r)) = (unsafe { client.as_ref() }, unsafe { reg.as_ref() }) else {
             return DPS_ERR_NULL_ARGUMENT;
         };
-        let Ok(s) = c.inner.lock() else {
-            return DPS_ERR_PANIC;
-        };
-        match crate::client::connection_string(&r.inner, s.client.config().credential()) {
+        match crate::client::connection_string(&r.inner, c.config.credential()) {
             // SAFETY: buf/cap/out_len per the contract.
             Ok(cs) => unsafe { write_str_out(&cs, buf, cap, out_len) },
+            Err(e) => e.kind.code(),
+        }
+    })
+}
+
+/// Makes the SAS token the device presents to its IoT hub after provisioning:
+/// `SharedAccessSignature sr=<hub>%2Fdevices%2F<deviceId>&sig=...&se=<expiry_unix>`, signed
+/// with this client's symmetric key wherever it lives (in memory, the derived group key, or
+/// an HMAC callback, which is called during this function). The hub and device ID come from
+/// `reg`. The token is a secret until it expires.
+///
+/// - `expiry_unix`: the token's expiry, seconds since 1970 (UTC).
+/// - `buf`, `cap`, `out_len`: as `dps_client_connection_string`.
+///
+/// Returns `DPS_OK`, `DPS_ERR_NULL_ARGUMENT`, `DPS_ERR_INVALID_STATE` (no hub or device ID in
+/// `reg`), `DPS_ERR_UNSUPPORTED` (an X.509 credential: the hub authenticates the certificate),
+/// `DPS_ERR_SIGNER_FAILED` (the HMAC callback failed) or `DPS_ERR_BUFFER_TOO_SMALL`. Never
+/// waits for a registration running on another thread; may be called from the client's
+/// event callback.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn dps_client_iot_hub_sas_token(
+    client: *const dps_client,
+    reg: *const dps_registration,
+    expiry_unix: u64,
+    buf: *mut c_char,
+    cap: usize,
+    out_len: *mut usize,
+) -> dps_status {
+    guard(DPS_ERR_PANIC, || {
+        // SAFETY: NULL or live objects.
+        let (Some(c), Some(r)) = (unsafe { client.as_ref() }, unsafe { reg.as_ref() }) else {
+            return DPS_ERR_NULL_ARGUMENT;
+        };
+        match crate::client::iot_hub_sas_token(&r.inner, c.config.credential(), expiry_unix) {
+            // SAFETY: buf/cap/out_len per the contract.
+            Ok(t) => unsafe { write_str_out(&t, buf, cap, out_len) },
             Err(e) => e.kind.code(),
         }
     })

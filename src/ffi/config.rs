@@ -54,7 +54,7 @@ impl dps_config {
 }
 
 /// Runs a setter on a non-NULL config, recording its error message.
-fn with_config(
+pub(super) fn with_config(
     config: *mut dps_config,
     f: impl FnOnce(&mut ConfigBuilder) -> Result<(), Error>,
 ) -> dps_status {

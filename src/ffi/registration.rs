@@ -5,7 +5,6 @@ use std::ffi::{CString, c_char};
 
 use super::*;
 use crate::error::Error;
-use crate::protocol::sas;
 use crate::protocol::wire::{Registration, RegistrationStatus};
 
 /// The outcome of a registration or status lookup. Immutable; all strings
@@ -369,9 +368,7 @@ pub unsafe extern "C" fn dps_derive_device_key(
                     str_arg(registration_id, "registration_id")?,
                 )
             };
-            crate::protocol::ids::validate_registration_id(id)?;
-            let group = sas::decode_key(key)?;
-            Ok::<_, Error>(sas::derive_device_key(&group, id))
+            crate::credential::derive_device_key(key, id)
         })();
         match r {
             // SAFETY: buf/cap/out_len per the contract.
