@@ -8,7 +8,6 @@ use serde_json::{Value, json};
 use crate::args::Parsed;
 use crate::exit::{self, Failure, Res};
 use crate::inputs::secret;
-use crate::library::validate_registration_id;
 use crate::output::print_json;
 
 pub const HELP: &str = "\
@@ -66,11 +65,8 @@ pub fn run(p: &Parsed) -> Res<u8> {
     }
     let mut rows = Vec::new();
     for id in &ids {
-        validate_registration_id(id).map_err(|mut e| {
-            e.message = format!("registration ID {id:?}: {}", e.message);
-            e
-        })?;
-        rows.push((id, SymmetricKey::from_group(&gk, id)?.to_base64()));
+        // Checks the registration ID too.
+        rows.push((id, dps::derive_device_key(&gk, id)?));
     }
     if p.flag("--json") {
         let v: Vec<Value> = rows

@@ -2,8 +2,9 @@
 //! for what that API does not offer yet:
 //!
 //! - checking an ID scope or a registration ID on its own (without a `ConfigBuilder`), for
-//!   `dps derive-key` and `dps sas`;
-//! - building a SAS token (and its resource URI) from a `SymmetricKey`, for `dps sas`.
+//!   `dps sas` (`dps derive-key` has `dps::derive_device_key`, which checks the ID);
+//! - the resource URI (`sr`) of the DPS device API that a SAS token signs, for `dps sas`
+//!   (`SymmetricKey::sas_token` takes it already encoded).
 //!
 //! When the library exports these, the bodies below become one call each.
 
@@ -28,9 +29,6 @@ pub fn sas_token(
     registration_id: &str,
     expiry_unix: u64,
 ) -> Result<(Zeroizing<String>, String)> {
-    let bytes = dps::protocol::sas::decode_key(&key.to_base64())?;
-    Ok((
-        dps::protocol::sas::token(&bytes, id_scope, registration_id, expiry_unix),
-        dps::protocol::sas::resource_uri(id_scope, registration_id),
-    ))
+    let sr = dps::protocol::sas::resource_uri(id_scope, registration_id);
+    Ok((key.sas_token(&sr, expiry_unix, Some("registration"))?, sr))
 }
