@@ -53,6 +53,11 @@ pub enum ErrorKind {
     InvalidTrustAnchor,
     /// A file could not be read.
     FileRead,
+    /// A TPM command failed, the TPM is unreachable, or a key it should hold is missing (the
+    /// message names the command and the TPM response code).
+    Tpm,
+    /// The TPM refused the DPS activation blob (not made for this TPM's EK and SRK, or altered).
+    TpmActivationFailed,
 
     // 3xx: network and TLS
     /// The host name could not be resolved.
@@ -139,6 +144,8 @@ impl ErrorKind {
             Pkcs12Password => 206,
             InvalidTrustAnchor => 207,
             FileRead => 208,
+            Tpm => 220,
+            TpmActivationFailed => 221,
             Dns => 300,
             Connect => 301,
             Timeout => 302,
@@ -192,6 +199,8 @@ impl ErrorKind {
             Pkcs12Password => "the PKCS#12 password is wrong",
             InvalidTrustAnchor => "a trusted root certificate could not be parsed",
             FileRead => "a file could not be read",
+            Tpm => "a TPM command failed or the TPM is unreachable",
+            TpmActivationFailed => "the TPM could not activate the DPS challenge",
             Dns => "the host name could not be resolved",
             Connect => "the TCP connection could not be established",
             Timeout => "a request timed out",

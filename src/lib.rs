@@ -23,6 +23,8 @@ pub mod error;
 pub mod ffi;
 pub mod protocol;
 pub mod retry;
+#[cfg(feature = "tpm")]
+pub mod tpm;
 pub mod transport;
 
 pub use client::{Client, Event, Step, connection_string};

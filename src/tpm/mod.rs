@@ -1,0 +1,592 @@
+//! The device side of TPM attestation (PROTOCOL.md 5.4), on tpm2-tss through `tss-esapi`.
+//!
+//! A [`Tpm`] is one connection to a TPM chosen by a TCTI string (`device:/dev/tpmrm0` by default,
+//! `swtpm:host=H,port=P`, `mssim:host=H,port=P`, `tabrmd[:bus_type=session]`). It reads the
+//! endorsement key (EK, `0x81010001`) and storage root key (SRK, `0x81000001`), creating them from
+//! the standard templates only when [`TpmOptions::create_missing`] is set; derives the default
+//! registration ID from the EK; answers the DPS challenge ([`Tpm::activate`]: PolicySecret,
+//! ActivateCredential, Import, Load, EvictControl of the identity key); and signs SAS tokens with
+//! the persisted identity key by TPM2_HMAC ([`TpmHmacKey`], an [`HmacKey`]).
+//!
+//! **Bounded time.** Every TPM command runs on a worker thread that owns the ESAPI context; the
+//! caller waits for the answer until a deadline ([`TpmOptions::command_timeout`] per operation,
+//! or an earlier deadline given to the `*_until` methods) and then gives up with
+//! [`ErrorKind::DeadlineExceeded`] (or [`ErrorKind::Cancelled`] through a
+//! [`CancelToken`]). tpm2-tss has no per-command timeout on its TCTIs, so a TPM that stops
+//! answering leaves that worker blocked: the [`Tpm`] is then marked unusable (every later call
+//! fails at once with [`ErrorKind::Tpm`]) and the worker ends when the TCTI returns.
+//!
+//! **Secrets.** The nonce, the inner wrapper key, the identity key and the hub key never appear in
+//! logs, errors or `Debug` output; errors carry the TPM response code (`TPM_RC 0x...`).
+
+mod activation;
+mod hmac;
+mod raw;
+#[cfg(test)]
+mod tests;
+mod worker;
+
+use std::fmt;
+use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use tss_esapi::Context;
+use tss_esapi::abstraction::ek;
+use tss_esapi::attributes::ObjectAttributesBuilder;
+use tss_esapi::constants::PropertyTag;
+use tss_esapi::handles::{ObjectHandle, PersistentTpmHandle, TpmHandle};
+use tss_esapi::interface_types::algorithm::{
+    AsymmetricAlgorithm, HashingAlgorithm, PublicAlgorithm,
+};
+use tss_esapi::interface_types::dynamic_handles::Persistent;
+use tss_esapi::interface_types::key_bits::RsaKeyBits;
+use tss_esapi::interface_types::resource_handles::{Hierarchy, Provision};
+use tss_esapi::interface_types::session_handles::AuthSession;
+use tss_esapi::structures::{
+    Public, PublicBuilder, PublicKeyRsa, PublicRsaParametersBuilder, RsaExponent, RsaScheme,
+    SymmetricDefinitionObject,
+};
+use tss_esapi::tcti_ldr::TctiNameConf;
+use tss_esapi::traits::Marshall;
+
+use crate::credential::HmacKey;
+use crate::error::{Error, ErrorKind, Result};
+use crate::transport::CancelToken;
+
+pub use hmac::TpmHmacKey;
+use worker::Worker;
+
+/// The TCG default handle of the RSA endorsement key.
+pub const DEFAULT_EK_HANDLE: u32 = 0x8101_0001;
+/// The conventional handle of the storage root key.
+pub const DEFAULT_SRK_HANDLE: u32 = 0x8100_0001;
+/// Where DPS clients persist the identity (HMAC) key.
+pub const DEFAULT_IDENTITY_HANDLE: u32 = 0x8100_0100;
+
+/// Which TPM and which handles.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TpmOptions {
+    /// The TCTI: `device:/dev/tpmrm0` (default), `swtpm:host=H,port=P`, `mssim:host=H,port=P`,
+    /// `tabrmd` or `tabrmd:bus_name=...,bus_type=session|system`.
+    pub tcti: String,
+    /// Persistent handle of the EK (`0x81010001`).
+    pub ek_handle: u32,
+    /// Persistent handle of the SRK (`0x81000001`).
+    pub srk_handle: u32,
+    /// Persistent handle the identity key is stored at (`0x81000100`).
+    pub identity_handle: u32,
+    /// Create the EK and SRK from the standard templates (TCG EK profile RSA-2048, TCG SRK
+    /// template) and persist them when they are missing. Off by default: provisioning is
+    /// normally the device maker's job, and creating an EK takes seconds on real TPMs.
+    pub create_missing: bool,
+    /// How long one TPM operation (open, activation, one HMAC) may take (default 60 s; creating
+    /// an RSA primary key takes 5-40 s on some hardware TPMs).
+    pub command_timeout: Duration,
+}
+
+impl Default for TpmOptions {
+    fn default() -> Self {
+        TpmOptions {
+            tcti: "device:/dev/tpmrm0".to_owned(),
+            ek_handle: DEFAULT_EK_HANDLE,
+            srk_handle: DEFAULT_SRK_HANDLE,
+            identity_handle: DEFAULT_IDENTITY_HANDLE,
+            create_missing: false,
+            command_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// What `dps tpm-info` prints: the data an Azure portal individual enrollment takes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TpmInfo {
+    /// The default registration ID derived from the EK (52 lowercase base32 characters).
+    pub registration_id: String,
+    /// base64 of the EK's TPM2B_PUBLIC (the enrollment's "Endorsement key").
+    pub endorsement_key: String,
+    /// base64 of the SRK's TPM2B_PUBLIC.
+    pub storage_root_key: String,
+}
+
+/// Opens the TPM, reads the EK and SRK, and returns the enrollment data.
+pub fn tpm_info(options: &TpmOptions) -> Result<TpmInfo> {
+    let tpm = Tpm::open(options)?;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    Ok(TpmInfo {
+        registration_id: tpm.registration_id(),
+        endorsement_key: b64.encode(tpm.endorsement_key()),
+        storage_root_key: b64.encode(tpm.storage_root_key()),
+    })
+}
+
+/// The ESAPI context and the handles it resolved; lives on the worker thread only.
+pub(crate) struct State {
+    pub(crate) ctx: Option<Context>,
+    pub(crate) tcti: TctiNameConf,
+    /// The TCTI as the caller wrote it (the raw sequence path parses host and port from it).
+    pub(crate) tcti_text: String,
+    pub(crate) ek: ObjectHandle,
+    pub(crate) srk: ObjectHandle,
+    /// The identity key's ESAPI handle, when it is known to exist.
+    pub(crate) identity: Option<ObjectHandle>,
+    pub(crate) ek_handle: u32,
+    pub(crate) srk_handle: u32,
+    pub(crate) identity_handle: u32,
+    /// TPM2_PT_INPUT_BUFFER, capped at what a TPM2B_MAX_BUFFER holds.
+    pub(crate) input_buffer: usize,
+    pub(crate) commands: Arc<AtomicU64>,
+}
+
+impl State {
+    /// The context (absent only while a raw HMAC sequence borrows the connection, or after
+    /// reopening it failed: then it is reopened here).
+    pub(crate) fn ctx(&mut self) -> Result<&mut Context> {
+        if self.ctx.is_none() {
+            self.reopen()?;
+        }
+        self.ctx
+            .as_mut()
+            .ok_or_else(|| Error::new(ErrorKind::Tpm, "the TPM connection could not be reopened"))
+    }
+
+    /// Counts `n` TPM commands (for the measurements in bench/RESULTS.md).
+    pub(crate) fn count(&self, n: u64) {
+        self.commands.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Resolves a persistent handle: TPM2_GetCapability(handles) to see whether something is
+    /// stored there (asking TPM2_ReadPublic directly would make tpm2-tss print an error for an
+    /// empty slot), then TPM2_ReadPublic through ESAPI. `None` if the slot is empty.
+    pub(crate) fn persistent(&mut self, handle: u32) -> Result<Option<ObjectHandle>> {
+        use tss_esapi::constants::CapabilityType;
+        use tss_esapi::structures::CapabilityData;
+        let tpm_handle = persistent_handle(handle)?;
+        self.count(1);
+        let (data, _more) = self
+            .ctx()?
+            .get_capability(CapabilityType::Handles, handle, 1)
+            .map_err(|e| tpm_error("TPM2_GetCapability(TPM_CAP_HANDLES)", &e))?;
+        let present = match data {
+            CapabilityData::Handles(list) => list.iter().any(|h| u32::from(*h) == handle),
+            _ => false,
+        };
+        if !present {
+            return Ok(None);
+        }
+        self.count(1);
+        match self.ctx()?.tr_from_tpm_public(tpm_handle) {
+            Ok(h) => Ok(Some(h)),
+            Err(e) => Err(tpm_error(
+                &format!("reading the object at {handle:#010x}"),
+                &e,
+            )),
+        }
+    }
+
+    /// TPM2_ReadPublic of a resolved object: the TPM2B_PUBLIC bytes.
+    pub(crate) fn public_bytes(&mut self, object: ObjectHandle, what: &str) -> Result<Vec<u8>> {
+        self.count(1);
+        let (public, _, _) = self
+            .ctx()?
+            .read_public(object.into())
+            .map_err(|e| tpm_error(&format!("TPM2_ReadPublic of the {what}"), &e))?;
+        tpm2b_public(&public)
+    }
+}
+
+/// A connection to a TPM. `Send + Sync`: calls from several threads are serialised.
+pub struct Tpm {
+    worker: Mutex<Worker>,
+    ek_public: Vec<u8>,
+    srk_public: Vec<u8>,
+    options: TpmOptions,
+    commands: Arc<AtomicU64>,
+}
+
+impl fmt::Debug for Tpm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Tpm")
+            .field("tcti", &self.options.tcti)
+            .field(
+                "identity_handle",
+                &format_args!("{:#010x}", self.options.identity_handle),
+            )
+            .finish_non_exhaustive()
+    }
+}
+
+impl Tpm {
+    /// Connects to the TPM, reads the EK and the SRK (creating them when asked to).
+    pub fn open(options: &TpmOptions) -> Result<Tpm> {
+        Self::open_until(options, Instant::now() + options.command_timeout, None)
+    }
+
+    /// [`Tpm::open`] bounded by `deadline` and `cancel`.
+    pub fn open_until(
+        options: &TpmOptions,
+        deadline: Instant,
+        cancel: Option<&CancelToken>,
+    ) -> Result<Tpm> {
+        let tcti = parse_tcti(&options.tcti)?;
+        for (what, h) in [
+            ("EK", options.ek_handle),
+            ("SRK", options.srk_handle),
+            ("identity", options.identity_handle),
+        ] {
+            persistent_handle(h).map_err(|_| {
+                Error::new(
+                    ErrorKind::InvalidArgument,
+                    format!("the {what} handle {h:#010x} is not a persistent handle (0x81xxxxxx)"),
+                )
+            })?;
+        }
+        let commands = Arc::new(AtomicU64::new(0));
+        let opts = options.clone();
+        let counter = commands.clone();
+        let (worker, opened) = Worker::start(
+            move || open_state(tcti, &opts, counter),
+            deadline.min(Instant::now() + options.command_timeout),
+            cancel,
+        )?;
+        let (ek_public, srk_public) = opened;
+        Ok(Tpm {
+            worker: Mutex::new(worker),
+            ek_public,
+            srk_public,
+            options: options.clone(),
+            commands,
+        })
+    }
+
+    /// The EK's TPM2B_PUBLIC (with its 2-byte size), as DPS takes it (base64) in
+    /// `tpm.endorsementKey`.
+    pub fn endorsement_key(&self) -> Vec<u8> {
+        self.ek_public.clone()
+    }
+
+    /// The SRK's TPM2B_PUBLIC, for `tpm.storageRootKey`.
+    pub fn storage_root_key(&self) -> Vec<u8> {
+        self.srk_public.clone()
+    }
+
+    /// The default registration ID: lowercase unpadded base32 of SHA-256(TPM2B_PUBLIC(EK)).
+    pub fn registration_id(&self) -> String {
+        registration_id_from_ek(&self.ek_public)
+    }
+
+    /// The options this TPM was opened with.
+    pub fn options(&self) -> &TpmOptions {
+        &self.options
+    }
+
+    /// How many TPM commands this connection has sent so far (ESAPI calls, including the
+    /// TPM2_ReadPublic that resolving a persistent handle costs).
+    pub fn command_count(&self) -> u64 {
+        self.commands.load(Ordering::Relaxed)
+    }
+
+    /// Answers the DPS challenge: activates the base64-decoded `authenticationKey` blob of the
+    /// 401 answer (or of `registrationState.tpm.authenticationKey` in the `assigned` answer)
+    /// and persists the HMAC key it carries at the identity handle, replacing any key there.
+    pub fn activate(&self, authentication_key: &[u8]) -> Result<()> {
+        self.activate_until(
+            authentication_key,
+            Instant::now() + self.options.command_timeout,
+            None,
+        )
+    }
+
+    /// [`Tpm::activate`] bounded by `deadline` and `cancel`.
+    pub fn activate_until(
+        &self,
+        authentication_key: &[u8],
+        deadline: Instant,
+        cancel: Option<&CancelToken>,
+    ) -> Result<()> {
+        let blob = activation::ActivationBlob::parse(authentication_key)?;
+        self.run(deadline, cancel, move |st| activation::activate(st, &blob))
+    }
+
+    /// Imports the hub key of the `assigned` answer (`registrationState.tpm.authenticationKey`,
+    /// base64-decoded: an activation blob like the challenge's) and returns the key that signs
+    /// IoT Hub SAS tokens with it. The hub key replaces the DPS identity key at the identity
+    /// handle, as every DPS client does.
+    pub fn import_hub_key(self: &Arc<Self>, authentication_key: &[u8]) -> Result<TpmHmacKey> {
+        self.activate(authentication_key)?;
+        Ok(self.hmac_key())
+    }
+
+    /// The persisted identity key (the DPS key after [`Tpm::activate`], the hub key after
+    /// [`Tpm::import_hub_key`]) as an [`HmacKey`].
+    pub fn hmac_key(self: &Arc<Self>) -> TpmHmacKey {
+        TpmHmacKey::new(self.clone())
+    }
+
+    /// TPM2_HMAC-SHA256 with the identity key (sequence commands past the input buffer).
+    pub fn hmac_until(
+        &self,
+        data: &[u8],
+        deadline: Instant,
+        cancel: Option<&CancelToken>,
+    ) -> Result<[u8; 32]> {
+        let data = data.to_vec();
+        self.run(deadline, cancel, move |st| hmac::hmac(st, &data))
+    }
+
+    fn run<T: Send + 'static>(
+        &self,
+        deadline: Instant,
+        cancel: Option<&CancelToken>,
+        job: impl FnOnce(&mut State) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let deadline = deadline.min(Instant::now() + self.options.command_timeout);
+        let mut worker = self.worker.lock().unwrap_or_else(|p| p.into_inner());
+        worker.run(deadline, cancel, job)
+    }
+}
+
+impl HmacKey for TpmHmacKey {
+    fn hmac_sha256(&self, data: &[u8]) -> Result<[u8; 32]> {
+        self.sign(data)
+    }
+
+    fn describe(&self) -> String {
+        self.description()
+    }
+}
+
+/// The EK's and the SRK's TPM2B_PUBLIC.
+type Publics = (Vec<u8>, Vec<u8>);
+
+/// Opens the context on the worker thread and reads EK and SRK.
+fn open_state(
+    tcti: TctiNameConf,
+    options: &TpmOptions,
+    commands: Arc<AtomicU64>,
+) -> Result<(State, Publics)> {
+    let ctx = Context::new(tcti.clone()).map_err(|e| {
+        tpm_error(
+            &format!("connecting to the TPM through TCTI '{}'", options.tcti),
+            &e,
+        )
+    })?;
+    let mut st = State {
+        ctx: Some(ctx),
+        tcti,
+        tcti_text: options.tcti.clone(),
+        ek: ObjectHandle::None,
+        srk: ObjectHandle::None,
+        identity: None,
+        ek_handle: options.ek_handle,
+        srk_handle: options.srk_handle,
+        identity_handle: options.identity_handle,
+        input_buffer: 1024,
+        commands,
+    };
+    st.ek = resolve_or_create(&mut st, options.ek_handle, "EK", options.create_missing)?;
+    st.srk = resolve_or_create(&mut st, options.srk_handle, "SRK", options.create_missing)?;
+    let ek_public = st.public_bytes(st.ek, "EK")?;
+    let srk_public = st.public_bytes(st.srk, "SRK")?;
+    st.count(1);
+    let input = st
+        .ctx()?
+        .get_tpm_property(PropertyTag::InputBuffer)
+        .map_err(|e| tpm_error("reading TPM2_PT_INPUT_BUFFER", &e))?;
+    st.input_buffer = input
+        .map(|v| v as usize)
+        .unwrap_or(1024)
+        .clamp(64, tss_esapi::structures::MaxBuffer::MAX_SIZE);
+    Ok((st, (ek_public, srk_public)))
+}
+
+fn resolve_or_create(
+    st: &mut State,
+    handle: u32,
+    what: &str,
+    create: bool,
+) -> Result<ObjectHandle> {
+    if let Some(h) = st.persistent(handle)? {
+        return Ok(h);
+    }
+    if !create {
+        return Err(Error::new(
+            ErrorKind::Tpm,
+            format!(
+                "the TPM has no {what} at {handle:#010x} (provision it, e.g. with tpm2_createek / \
+                 tpm2_createprimary + tpm2_evictcontrol, or set create_missing)"
+            ),
+        ));
+    }
+    let (hierarchy, public) = if what == "EK" {
+        (
+            Hierarchy::Endorsement,
+            ek::create_ek_public_from_default_template(AsymmetricAlgorithm::Rsa, None)
+                .map_err(|e| tpm_error("building the EK template", &e))?,
+        )
+    } else {
+        (Hierarchy::Owner, srk_template()?)
+    };
+    st.count(1);
+    let created = st
+        .ctx()?
+        .execute_with_session(Some(AuthSession::Password), |c| {
+            c.create_primary(hierarchy, public, None, None, None, None)
+        })
+        .map_err(|e| tpm_error(&format!("TPM2_CreatePrimary of the {what}"), &e))?;
+    let transient: ObjectHandle = created.key_handle.into();
+    st.count(2);
+    let persistent = persistent_handle(handle)?;
+    let result = st
+        .ctx()?
+        .execute_with_session(Some(AuthSession::Password), |c| {
+            c.evict_control(Provision::Owner, transient, persistent_of(persistent))
+        });
+    let flushed = st.ctx()?.flush_context(transient);
+    let persisted = result.map_err(|e| {
+        tpm_error(
+            &format!("TPM2_EvictControl of the {what} to {handle:#010x}"),
+            &e,
+        )
+    })?;
+    flushed.map_err(|e| tpm_error("TPM2_FlushContext", &e))?;
+    log::info!("created the {what} at {handle:#010x} from the standard template");
+    Ok(persisted)
+}
+
+/// The TCG SRK template (TCG TPM v2.0 Provisioning Guidance 7.5.1): RSA-2048 restricted
+/// decryption key, AES-128-CFB, fixedTPM | fixedParent | sensitiveDataOrigin | userWithAuth |
+/// noDA, empty unique of 256 bytes.
+fn srk_template() -> Result<Public> {
+    let attributes = ObjectAttributesBuilder::new()
+        .with_fixed_tpm(true)
+        .with_fixed_parent(true)
+        .with_sensitive_data_origin(true)
+        .with_user_with_auth(true)
+        .with_no_da(true)
+        .with_restricted(true)
+        .with_decrypt(true)
+        .build()
+        .map_err(|e| tpm_error("building the SRK attributes", &e))?;
+    let params = PublicRsaParametersBuilder::new()
+        .with_symmetric(SymmetricDefinitionObject::AES_128_CFB)
+        .with_scheme(RsaScheme::Null)
+        .with_key_bits(RsaKeyBits::Rsa2048)
+        .with_exponent(RsaExponent::default())
+        .with_is_decryption_key(true)
+        .with_restricted(true)
+        .build()
+        .map_err(|e| tpm_error("building the SRK parameters", &e))?;
+    PublicBuilder::new()
+        .with_public_algorithm(PublicAlgorithm::Rsa)
+        .with_name_hashing_algorithm(HashingAlgorithm::Sha256)
+        .with_object_attributes(attributes)
+        .with_rsa_parameters(params)
+        .with_rsa_unique_identifier(PublicKeyRsa::new_empty_with_size(RsaKeyBits::Rsa2048))
+        .build()
+        .map_err(|e| tpm_error("building the SRK template", &e))
+}
+
+/// TPM2B_PUBLIC bytes (u16 size, then TPMT_PUBLIC) of a public area.
+pub(crate) fn tpm2b_public(public: &Public) -> Result<Vec<u8>> {
+    let body = public
+        .marshall()
+        .map_err(|e| tpm_error("marshalling a TPMT_PUBLIC", &e))?;
+    let mut out = Vec::with_capacity(body.len() + 2);
+    out.extend_from_slice(&(body.len() as u16).to_be_bytes());
+    out.extend_from_slice(&body);
+    Ok(out)
+}
+
+/// The default DPS registration ID of an EK (PROTOCOL.md 5.4, vector V8).
+pub fn registration_id_from_ek(ek_tpm2b_public: &[u8]) -> String {
+    let digest = ring::digest::digest(&ring::digest::SHA256, ek_tpm2b_public);
+    base32_lower_unpadded(digest.as_ref())
+}
+
+/// RFC 4648 base32, lowercase alphabet, without `=` padding.
+fn base32_lower_unpadded(data: &[u8]) -> String {
+    const ALPHABET: &[u8; 32] = b"abcdefghijklmnopqrstuvwxyz234567";
+    let mut out = String::with_capacity(data.len().div_ceil(5) * 8);
+    let (mut acc, mut bits) = (0u32, 0u32);
+    for &b in data {
+        acc = (acc << 8) | u32::from(b);
+        bits += 8;
+        while bits >= 5 {
+            bits -= 5;
+            out.push(ALPHABET[((acc >> bits) & 31) as usize] as char);
+        }
+    }
+    if bits > 0 {
+        out.push(ALPHABET[((acc << (5 - bits)) & 31) as usize] as char);
+    }
+    out
+}
+
+/// Parses a TCTI string into tpm2-tss' loader form, with a clear error.
+pub(crate) fn parse_tcti(tcti: &str) -> Result<TctiNameConf> {
+    let known = ["device", "swtpm", "mssim", "tabrmd"];
+    let name = tcti.split(':').next().unwrap_or("");
+    if !known.contains(&name) {
+        return Err(Error::new(
+            ErrorKind::InvalidArgument,
+            format!(
+                "unknown TCTI '{tcti}': expected device:/dev/tpmrm0, swtpm:host=H,port=P, \
+                 mssim:host=H,port=P or tabrmd[:bus_type=session|system]"
+            ),
+        ));
+    }
+    TctiNameConf::from_str(tcti).map_err(|e| {
+        Error::new(
+            ErrorKind::InvalidArgument,
+            format!("malformed TCTI '{tcti}': {e}"),
+        )
+    })
+}
+
+pub(crate) fn persistent_handle(handle: u32) -> Result<TpmHandle> {
+    PersistentTpmHandle::new(handle)
+        .map(TpmHandle::Persistent)
+        .map_err(|_| {
+            Error::new(
+                ErrorKind::InvalidArgument,
+                format!("{handle:#010x} is not a persistent handle"),
+            )
+        })
+}
+
+pub(crate) fn persistent_of(handle: TpmHandle) -> Persistent {
+    match handle {
+        TpmHandle::Persistent(p) => Persistent::Persistent(p),
+        // persistent_handle() only builds the persistent variant.
+        _ => unreachable!("not a persistent handle"),
+    }
+}
+
+/// The numeric TSS2_RC of an ESAPI error, when it has one.
+pub(crate) fn response_code(e: &tss_esapi::Error) -> Option<u32> {
+    use tss_esapi::constants::response_code::Tss2ResponseCode;
+    let text = match e {
+        tss_esapi::Error::Tss2Error(Tss2ResponseCode::FormatZero(z)) => z.to_string(),
+        tss_esapi::Error::Tss2Error(Tss2ResponseCode::FormatOne(o)) => o.to_string(),
+        _ => return None,
+    };
+    // tss-esapi 7 prints these as "Response code value: 0x...".
+    let hex = text.rsplit("0x").next()?;
+    u32::from_str_radix(hex.trim(), 16).ok()
+}
+
+/// An error of kind [`ErrorKind::Tpm`] naming the step and the response code.
+pub(crate) fn tpm_error(step: &str, e: &tss_esapi::Error) -> Error {
+    tpm_error_kind(ErrorKind::Tpm, step, e)
+}
+
+pub(crate) fn tpm_error_kind(kind: ErrorKind, step: &str, e: &tss_esapi::Error) -> Error {
+    let msg = match response_code(e) {
+        Some(rc) => format!("{step} failed: TPM_RC {rc:#010x} ({e})"),
+        None => format!("{step} failed: {e}"),
+    };
+    Error::new(kind, msg)
+}
