@@ -288,10 +288,15 @@ fn read_response(s: &mut TcpStream) -> std::io::Result<Vec<u8>> {
 }
 
 impl State {
-    /// Opens the ESAPI connection again after a raw sequence and resolves the handles anew.
+    /// Opens the ESAPI connection again (after a raw sequence, or after the connection broke)
+    /// and resolves the handles anew.
     pub(crate) fn reopen(&mut self) -> Result<()> {
-        let ctx = tss_esapi::Context::new(self.tcti.clone())
-            .map_err(|e| tpm_error("reconnecting to the TPM after an HMAC sequence", &e))?;
+        let ctx = tss_esapi::Context::new(self.tcti.clone()).map_err(|e| {
+            tpm_error(
+                &format!("reconnecting to the TPM through TCTI '{}'", self.tcti_text),
+                &e,
+            )
+        })?;
         self.ctx = Some(ctx);
         let missing = |what: &str, h: u32| {
             Error::new(

@@ -22,6 +22,7 @@ const CANCEL_POLL: Duration = Duration::from_millis(20);
 
 pub(crate) struct Worker {
     jobs: Option<Sender<Job>>,
+    thread: Option<std::thread::JoinHandle<()>>,
     /// Why the connection is unusable, once a command was abandoned.
     broken: Option<String>,
 }
@@ -35,7 +36,7 @@ impl Worker {
     ) -> Result<(Worker, T)> {
         let (jobs_tx, jobs_rx) = mpsc::channel::<Job>();
         let (ready_tx, ready_rx) = mpsc::sync_channel::<Result<T>>(1);
-        std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name("dps-tpm".into())
             .spawn(move || {
                 let mut state = match init() {
@@ -52,6 +53,11 @@ impl Worker {
                 };
                 for job in jobs_rx {
                     job(&mut state);
+                    if super::CONNECTION_BROKEN.with(|b| b.replace(false)) {
+                        // Reconnect (ESAPI context and handles) before the next command.
+                        state.ctx = None;
+                        state.identity = None;
+                    }
                 }
             })
             .map_err(|e| {
@@ -60,14 +66,19 @@ impl Worker {
                     format!("cannot start the TPM thread: {e}"),
                 )
             })?;
-        let value = wait(&ready_rx, deadline, cancel, "opening the TPM")?;
-        Ok((
-            Worker {
-                jobs: Some(jobs_tx),
-                broken: None,
-            },
-            value,
-        ))
+        let mut worker = Worker {
+            jobs: Some(jobs_tx),
+            thread: Some(thread),
+            broken: None,
+        };
+        match wait(&ready_rx, deadline, cancel, "opening the TPM") {
+            Ok(value) => Ok((worker, value)),
+            Err(e) => {
+                // Still connecting or not: do not wait for it on drop.
+                worker.broken = Some(e.message.clone());
+                Err(e)
+            }
+        }
     }
 
     /// Runs `job` on the worker and waits for its result until `deadline`.
@@ -114,6 +125,19 @@ impl Worker {
             }
         }
         result
+    }
+}
+
+impl Drop for Worker {
+    /// Closes the connection before returning, so the TPM (a swtpm or mssim socket serves one
+    /// client) is free for the next user. An abandoned worker is not waited for.
+    fn drop(&mut self) {
+        self.jobs = None;
+        if let Some(thread) = self.thread.take() {
+            if self.broken.is_none() {
+                let _ = thread.join();
+            }
+        }
     }
 }
 

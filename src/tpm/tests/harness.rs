@@ -2,6 +2,7 @@
 //! stand-in for the DPS service side built from tpm2-tools (import + duplicate on a second
 //! swtpm, offline `tpm2_makecredential -T none`), independent of the library's code.
 
+use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -47,6 +48,37 @@ fn free_port_pair() -> u16 {
     panic!("no two consecutive free ports on 127.0.0.1");
 }
 
+/// Starts swtpm on `port` (control on `port + 1`) and waits until it accepts connections.
+fn spawn(swtpm: &Path, dir: &Path, port: u16) -> Option<Child> {
+    let log = std::fs::File::create(dir.join("swtpm.log")).unwrap();
+    let mut child = Command::new(swtpm)
+        .args(["socket", "--tpm2", "--tpmstate"])
+        .arg(format!("dir={}", dir.join("state").display()))
+        .arg("--server")
+        .arg(format!("type=tcp,port={port},bindaddr=127.0.0.1"))
+        .arg("--ctrl")
+        .arg(format!("type=tcp,port={},bindaddr=127.0.0.1", port + 1))
+        .args(["--flags", "not-need-init,startup-clear"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("start swtpm");
+    let until = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < until {
+        if child.try_wait().unwrap().is_some() {
+            return None; // lost the port race
+        }
+        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return Some(child);
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    None
+}
+
 /// One swtpm process with its own state directory.
 pub struct SwTpm {
     child: Option<Child>,
@@ -82,41 +114,25 @@ impl SwTpm {
         }
         for _attempt in 0..5 {
             let port = free_port_pair();
-            let log = std::fs::File::create(dir.join("swtpm.log")).unwrap();
-            let mut child = Command::new(&swtpm)
-                .args(["socket", "--tpm2", "--tpmstate"])
-                .arg(format!("dir={}", state.display()))
-                .arg("--server")
-                .arg(format!("type=tcp,port={port},bindaddr=127.0.0.1"))
-                .arg("--ctrl")
-                .arg(format!("type=tcp,port={},bindaddr=127.0.0.1", port + 1))
-                .args(["--flags", "not-need-init,startup-clear"])
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(log)
-                .spawn()
-                .expect("start swtpm");
-            let until = Instant::now() + Duration::from_secs(10);
-            while Instant::now() < until {
-                if child.try_wait().unwrap().is_some() {
-                    break; // lost the port race: try other ports
-                }
-                if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                    return SwTpm {
-                        child: Some(child),
-                        dir,
-                        port,
-                    };
-                }
-                std::thread::sleep(Duration::from_millis(10));
+            if let Some(child) = spawn(&swtpm, &dir, port) {
+                return SwTpm {
+                    child: Some(child),
+                    dir,
+                    port,
+                };
             }
-            let _ = child.kill();
-            let _ = child.wait();
         }
         panic!(
             "swtpm did not start: {}",
             std::fs::read_to_string(dir.join("swtpm.log")).unwrap_or_default()
         );
+    }
+
+    /// Starts the (killed) TPM again on the same port with the same state.
+    pub fn restart(&mut self) {
+        self.kill();
+        let child = spawn(&require("swtpm"), &self.dir, self.port).expect("restart swtpm");
+        self.child = Some(child);
     }
 
     pub fn tcti(&self) -> String {
@@ -341,4 +357,102 @@ pub fn fields(blob: &[u8]) -> Vec<(usize, usize)> {
 pub fn software_hmac(key: &[u8], data: &[u8]) -> [u8; 32] {
     let k = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, key);
     ring::hmac::sign(&k, data).as_ref().try_into().unwrap()
+}
+
+/// A TCP front end speaking the Microsoft simulator ("mssim") protocol, forwarding every
+/// TPM_SEND_COMMAND to a swtpm: lets the `mssim:` TCTI and the raw mssim framing be tested
+/// without the simulator. Platform commands (power, NV on) are acknowledged.
+pub struct MssimProxy {
+    pub port: u16,
+    /// TPM commands forwarded so far (a resend after TPM_RC_RETRY counted once): an
+    /// independent count of what the client sent.
+    pub commands: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl MssimProxy {
+    pub fn start(backend_port: u16) -> MssimProxy {
+        let (tpm, platform, port) = loop {
+            let p = free_port_pair();
+            if let (Ok(a), Ok(b)) = (
+                TcpListener::bind(("127.0.0.1", p)),
+                TcpListener::bind(("127.0.0.1", p + 1)),
+            ) {
+                break (a, b, p);
+            }
+        };
+        std::thread::spawn(move || {
+            for conn in platform.incoming() {
+                let Ok(mut c) = conn else { return };
+                std::thread::spawn(move || {
+                    let mut cmd = [0u8; 4];
+                    while c.read_exact(&mut cmd).is_ok() {
+                        if c.write_all(&0u32.to_be_bytes()).is_err() {
+                            break;
+                        }
+                    }
+                });
+            }
+        });
+        let commands = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let counter = commands.clone();
+        std::thread::spawn(move || {
+            for conn in tpm.incoming() {
+                let Ok(c) = conn else { return };
+                let counter = counter.clone();
+                std::thread::spawn(move || mssim_session(c, backend_port, &counter));
+            }
+        });
+        MssimProxy { port, commands }
+    }
+}
+
+fn mssim_session(mut c: TcpStream, backend_port: u16, counter: &std::sync::atomic::AtomicU64) {
+    let Ok(mut backend) = TcpStream::connect(("127.0.0.1", backend_port)) else {
+        return;
+    };
+    let mut word = [0u8; 4];
+    while c.read_exact(&mut word).is_ok() {
+        match u32::from_be_bytes(word) {
+            8 => {
+                // TPM_SEND_COMMAND: locality (u8), size (u32), command
+                let mut loc = [0u8; 1];
+                let mut size = [0u8; 4];
+                if c.read_exact(&mut loc).is_err() || c.read_exact(&mut size).is_err() {
+                    return;
+                }
+                let mut cmd = vec![0u8; u32::from_be_bytes(size) as usize];
+                if c.read_exact(&mut cmd).is_err() || backend.write_all(&cmd).is_err() {
+                    return;
+                }
+                let mut header = [0u8; 10];
+                if backend.read_exact(&mut header).is_err() {
+                    return;
+                }
+                let n = u32::from_be_bytes([header[2], header[3], header[4], header[5]]) as usize;
+                let mut resp = header.to_vec();
+                resp.resize(n, 0);
+                if backend.read_exact(&mut resp[10..]).is_err() {
+                    return;
+                }
+                // ESAPI resends a command answered with TPM_RC_RETRY, YIELDED or TESTING
+                // (swtpm sometimes answers RETRY just after an NV write): count it once.
+                let rc = u32::from_be_bytes([resp[6], resp[7], resp[8], resp[9]]);
+                if !matches!(rc, 0x922 | 0x908 | 0x90a) {
+                    counter.fetch_add(1, Ordering::SeqCst);
+                }
+                let mut out = (n as u32).to_be_bytes().to_vec();
+                out.extend(resp);
+                out.extend(0u32.to_be_bytes());
+                if c.write_all(&out).is_err() {
+                    return;
+                }
+            }
+            20 => return, // TPM_SESSION_END
+            _ => {
+                if c.write_all(&0u32.to_be_bytes()).is_err() {
+                    return;
+                }
+            }
+        }
+    }
 }

@@ -267,8 +267,23 @@ fn a_tpm_that_goes_away_gives_a_clear_error_not_a_hang() {
     assert_eq!(err.kind, ErrorKind::Tpm, "{err}");
     assert!(err.message.contains("TPM2_HMAC"), "{}", err.message);
     eprintln!("killed TPM: {} ({:?})", err.message, t0.elapsed());
+    assert!(
+        err.message.contains("TCTI layer: I/O error"),
+        "{}",
+        err.message
+    );
+    // The next call reconnects, and says why it cannot.
     let err = tpm.activate(&blob).expect_err("still gone");
-    assert!(matches!(err.kind, ErrorKind::Tpm), "{err}");
+    assert_eq!(err.kind, ErrorKind::Tpm, "{err}");
+    assert!(
+        err.message.contains("reconnecting to the TPM through TCTI"),
+        "{}",
+        err.message
+    );
+    eprintln!("still gone: {}", err.message);
+    // The TPM comes back (same state): the same Tpm reconnects and the persisted key signs.
+    sw.restart();
+    assert_eq!(hk.hmac_sha256(b"back").unwrap(), software_hmac(&k, b"back"));
 
     // A TPM that stops answering (SIGSTOP): the deadline ends the wait.
     let sw = SwTpm::start(true);
@@ -326,3 +341,43 @@ fn cancel_token_ends_a_wait_on_a_stopped_tpm() {
 }
 
 mod unit;
+
+#[test]
+fn mssim_tcti_and_its_framing_for_hmac_sequences() {
+    let sw = SwTpm::start(true);
+    let service = Service::new();
+    let proxy = harness::MssimProxy::start(sw.port);
+    let tpm = Arc::new(
+        Tpm::open(&TpmOptions {
+            tcti: format!("mssim:host=127.0.0.1,port={}", proxy.port),
+            ..TpmOptions::default()
+        })
+        .expect("open through mssim"),
+    );
+    let seen = || proxy.commands.load(std::sync::atomic::Ordering::SeqCst);
+    // The library's own count agrees with the commands that crossed the wire.
+    assert_eq!(tpm.command_count(), seen(), "open");
+    let k = key(7);
+    let blob = service.make_blob(&tpm.endorsement_key(), &tpm.storage_root_key(), &k);
+    let before = seen();
+    tpm.activate(&blob).expect("activate through mssim");
+    assert_eq!(seen() - before, 9, "activation with an empty identity slot");
+    let before = seen();
+    tpm.activate(&blob).expect("re-activate through mssim");
+    assert_eq!(seen() - before, 9, "activation replacing the key");
+    let hk = tpm.hmac_key();
+    for (len, commands) in [(10usize, 1u64), (1024, 1), (5000, 6 + 6)] {
+        let data = vec![0x5a; len];
+        let before = seen();
+        assert_eq!(
+            hk.hmac_sha256(&data).unwrap(),
+            software_hmac(&k, &data),
+            "{len}"
+        );
+        // 5000 bytes: HMAC_Start, 4 SequenceUpdate (1024, 1024, 1024, 904), SequenceComplete
+        // (the last 1024), then 6 to reconnect (GetCapability + ReadPublic for EK, SRK and
+        // the identity key).
+        assert_eq!(seen() - before, commands, "HMAC of {len}");
+    }
+    assert_eq!(tpm.command_count(), seen(), "total");
+}

@@ -162,6 +162,28 @@ fn bad_handles_and_unreachable_tpms_are_clear_errors() {
 }
 
 #[test]
+fn a_missing_device_is_a_clear_error() {
+    let err = Tpm::open(&TpmOptions {
+        tcti: "device:/nonexistent/tpmrm9".into(),
+        ..TpmOptions::default()
+    })
+    .expect_err("no such device");
+    assert_eq!(err.kind, ErrorKind::Tpm);
+    assert!(
+        err.message.contains("device:/nonexistent/tpmrm9"),
+        "{}",
+        err.message
+    );
+}
+
+#[test]
+fn tpm_and_its_key_are_send_and_sync() {
+    fn check<T: Send + Sync>() {}
+    check::<Tpm>();
+    check::<TpmHmacKey>();
+}
+
+#[test]
 fn tpm_error_codes_are_stable() {
     assert_eq!(ErrorKind::Tpm.code(), 220);
     assert_eq!(ErrorKind::TpmActivationFailed.code(), 221);
