@@ -131,8 +131,7 @@ fn activation_failed(step: &str, e: &tss_esapi::Error) -> Error {
 pub(crate) fn activate(st: &mut State, blob: &ActivationBlob) -> Result<()> {
     let id_public = parse_public(&blob.id_key_public)?;
     let inner_wrap_key = activate_credential(st, blob)?;
-    let (srk, ek) = (st.srk, st.ek);
-    let _ = ek;
+    let srk = st.srk;
     // TPM2_Import: the duplicate, inner-wrapped with the credential, outer-wrapped to the SRK.
     let (encryption_key, symmetric) = if inner_wrap_key.is_empty() {
         (None, SymmetricDefinitionObject::Null)

@@ -20,7 +20,9 @@
 //! logs, errors or `Debug` output; errors carry the TPM response code (`TPM_RC 0x...`).
 
 mod activation;
+mod errors;
 mod hmac;
+mod keys;
 mod raw;
 #[cfg(test)]
 mod tests;
@@ -34,21 +36,10 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use tss_esapi::Context;
-use tss_esapi::abstraction::ek;
-use tss_esapi::attributes::ObjectAttributesBuilder;
 use tss_esapi::constants::PropertyTag;
 use tss_esapi::handles::{ObjectHandle, PersistentTpmHandle, TpmHandle};
-use tss_esapi::interface_types::algorithm::{
-    AsymmetricAlgorithm, HashingAlgorithm, PublicAlgorithm,
-};
 use tss_esapi::interface_types::dynamic_handles::Persistent;
-use tss_esapi::interface_types::key_bits::RsaKeyBits;
-use tss_esapi::interface_types::resource_handles::{Hierarchy, Provision};
-use tss_esapi::interface_types::session_handles::AuthSession;
-use tss_esapi::structures::{
-    Public, PublicBuilder, PublicKeyRsa, PublicRsaParametersBuilder, RsaExponent, RsaScheme,
-    SymmetricDefinitionObject,
-};
+use tss_esapi::structures::Public;
 use tss_esapi::tcti_ldr::TctiNameConf;
 use tss_esapi::traits::Marshall;
 
@@ -56,7 +47,9 @@ use crate::credential::HmacKey;
 use crate::error::{Error, ErrorKind, Result};
 use crate::transport::CancelToken;
 
+pub(crate) use errors::{CONNECTION_BROKEN, tpm_error, tpm_error_kind};
 pub use hmac::TpmHmacKey;
+use keys::resolve_or_create;
 use worker::Worker;
 
 /// The TCG default handle of the RSA endorsement key.
@@ -402,93 +395,6 @@ fn open_state(
     Ok((st, (ek_public, srk_public)))
 }
 
-fn resolve_or_create(
-    st: &mut State,
-    handle: u32,
-    what: &str,
-    create: bool,
-) -> Result<ObjectHandle> {
-    if let Some(h) = st.persistent(handle)? {
-        return Ok(h);
-    }
-    if !create {
-        return Err(Error::new(
-            ErrorKind::Tpm,
-            format!(
-                "the TPM has no {what} at {handle:#010x} (provision it, e.g. with tpm2_createek / \
-                 tpm2_createprimary + tpm2_evictcontrol, or set create_missing)"
-            ),
-        ));
-    }
-    let (hierarchy, public) = if what == "EK" {
-        (
-            Hierarchy::Endorsement,
-            ek::create_ek_public_from_default_template(AsymmetricAlgorithm::Rsa, None)
-                .map_err(|e| tpm_error("building the EK template", &e))?,
-        )
-    } else {
-        (Hierarchy::Owner, srk_template()?)
-    };
-    st.count(1);
-    let created = st
-        .ctx()?
-        .execute_with_session(Some(AuthSession::Password), |c| {
-            c.create_primary(hierarchy, public, None, None, None, None)
-        })
-        .map_err(|e| tpm_error(&format!("TPM2_CreatePrimary of the {what}"), &e))?;
-    let transient: ObjectHandle = created.key_handle.into();
-    st.count(2);
-    let persistent = persistent_handle(handle)?;
-    let result = st
-        .ctx()?
-        .execute_with_session(Some(AuthSession::Password), |c| {
-            c.evict_control(Provision::Owner, transient, persistent_of(persistent))
-        });
-    let flushed = st.ctx()?.flush_context(transient);
-    let persisted = result.map_err(|e| {
-        tpm_error(
-            &format!("TPM2_EvictControl of the {what} to {handle:#010x}"),
-            &e,
-        )
-    })?;
-    flushed.map_err(|e| tpm_error("TPM2_FlushContext", &e))?;
-    log::info!("created the {what} at {handle:#010x} from the standard template");
-    Ok(persisted)
-}
-
-/// The TCG SRK template (TCG TPM v2.0 Provisioning Guidance 7.5.1): RSA-2048 restricted
-/// decryption key, AES-128-CFB, fixedTPM | fixedParent | sensitiveDataOrigin | userWithAuth |
-/// noDA, empty unique of 256 bytes.
-fn srk_template() -> Result<Public> {
-    let attributes = ObjectAttributesBuilder::new()
-        .with_fixed_tpm(true)
-        .with_fixed_parent(true)
-        .with_sensitive_data_origin(true)
-        .with_user_with_auth(true)
-        .with_no_da(true)
-        .with_restricted(true)
-        .with_decrypt(true)
-        .build()
-        .map_err(|e| tpm_error("building the SRK attributes", &e))?;
-    let params = PublicRsaParametersBuilder::new()
-        .with_symmetric(SymmetricDefinitionObject::AES_128_CFB)
-        .with_scheme(RsaScheme::Null)
-        .with_key_bits(RsaKeyBits::Rsa2048)
-        .with_exponent(RsaExponent::default())
-        .with_is_decryption_key(true)
-        .with_restricted(true)
-        .build()
-        .map_err(|e| tpm_error("building the SRK parameters", &e))?;
-    PublicBuilder::new()
-        .with_public_algorithm(PublicAlgorithm::Rsa)
-        .with_name_hashing_algorithm(HashingAlgorithm::Sha256)
-        .with_object_attributes(attributes)
-        .with_rsa_parameters(params)
-        .with_rsa_unique_identifier(PublicKeyRsa::new_empty_with_size(RsaKeyBits::Rsa2048))
-        .build()
-        .map_err(|e| tpm_error("building the SRK template", &e))
-}
-
 /// TPM2B_PUBLIC bytes (u16 size, then TPMT_PUBLIC) of a public area.
 pub(crate) fn tpm2b_public(public: &Public) -> Result<Vec<u8>> {
     let body = public
@@ -563,83 +469,4 @@ pub(crate) fn persistent_of(handle: TpmHandle) -> Persistent {
         // persistent_handle() only builds the persistent variant.
         _ => unreachable!("not a persistent handle"),
     }
-}
-
-/// The numeric TSS2_RC of an ESAPI error, when it has one.
-pub(crate) fn response_code(e: &tss_esapi::Error) -> Option<u32> {
-    use tss_esapi::constants::response_code::Tss2ResponseCode;
-    let text = match e {
-        tss_esapi::Error::Tss2Error(Tss2ResponseCode::FormatZero(z)) => z.to_string(),
-        tss_esapi::Error::Tss2Error(Tss2ResponseCode::FormatOne(o)) => o.to_string(),
-        _ => return None,
-    };
-    // tss-esapi 7 prints these as "Response code value: 0x...".
-    let hex = text.rsplit("0x").next()?;
-    u32::from_str_radix(hex.trim(), 16).ok()
-}
-
-/// An error of kind [`ErrorKind::Tpm`] naming the step and the response code.
-pub(crate) fn tpm_error(step: &str, e: &tss_esapi::Error) -> Error {
-    tpm_error_kind(ErrorKind::Tpm, step, e)
-}
-
-pub(crate) fn tpm_error_kind(kind: ErrorKind, step: &str, e: &tss_esapi::Error) -> Error {
-    let msg = match response_code(e) {
-        Some(rc) if rc >> 16 == 0 => format!("{step} failed: TPM_RC {rc:#010x} ({e})"),
-        Some(rc) => {
-            if matches!(rc >> 16, 0x0a | 0x0c) || rc == 0x0007_0007 {
-                // The connection is broken or the ESAPI context is stuck mid-command: the worker
-                // reconnects before the next command.
-                CONNECTION_BROKEN.with(|b| b.set(true));
-            }
-            format!(
-                "{step} failed: TSS2_RC {rc:#010x} ({})",
-                describe_tss_rc(rc)
-            )
-        }
-        None => format!("{step} failed: {e}"),
-    };
-    Error::new(kind, msg)
-}
-
-thread_local! {
-    /// Set on the worker thread when an error shows the TPM connection is unusable.
-    pub(crate) static CONNECTION_BROKEN: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
-}
-
-/// A TSS2_RC from a software layer of tpm2-tss (the TPM's own codes have layer 0).
-fn describe_tss_rc(rc: u32) -> String {
-    let layer = match rc >> 16 {
-        0x07 => "ESAPI",
-        0x08 => "SAPI",
-        0x09 => "marshalling",
-        0x0a => "TCTI",
-        0x0b => "resource manager",
-        0x0c => "resource manager TCTI",
-        0x06 => "FAPI",
-        _ => "tpm2-tss",
-    };
-    let what = match rc & 0xffff {
-        1 => "general failure",
-        2 => "not implemented",
-        3 => "bad context",
-        4 => "ABI mismatch",
-        5 => "bad reference",
-        6 => "insufficient buffer",
-        7 => "bad sequence (an earlier command did not complete)",
-        8 => "no connection",
-        9 => "try again",
-        10 => "I/O error: the TPM is unreachable or closed the connection",
-        11 => "bad value",
-        12 => "not permitted",
-        16 => "bad size",
-        17 => "malformed response",
-        19 => "insufficient response",
-        21 => "not supported",
-        23 => "out of memory",
-        24 => "bad ESAPI handle",
-        27 => "response authorization failed",
-        _ => "error",
-    };
-    format!("{layer} layer: {what}")
 }
