@@ -30,7 +30,7 @@ fn readpublic(sw: &SwTpm, handle: &str) -> Vec<u8> {
     std::fs::read(sw.dir.join("pub.bin")).unwrap()
 }
 
-fn key(seed: u8) -> [u8; 32] {
+pub(crate) fn key(seed: u8) -> [u8; 32] {
     std::array::from_fn(|i| seed.wrapping_add((i as u8).wrapping_mul(7)))
 }
 
@@ -340,6 +340,7 @@ fn cancel_token_ends_a_wait_on_a_stopped_tpm() {
     sw.signal("CONT");
 }
 
+mod tabrmd;
 mod unit;
 
 #[test]
