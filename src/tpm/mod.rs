@@ -16,8 +16,21 @@
 //! answering leaves that worker blocked: the [`Tpm`] is then marked unusable (every later call
 //! fails at once with [`ErrorKind::Tpm`]) and the worker ends when the TCTI returns.
 //!
+//! A broken connection (TCTI I/O error: the TPM process died, the socket closed) is reported
+//! with its TSS2_RC and the next call reconnects, so a TPM that comes back is used again.
+//!
 //! **Secrets.** The nonce, the inner wrapper key, the identity key and the hub key never appear in
-//! logs, errors or `Debug` output; errors carry the TPM response code (`TPM_RC 0x...`).
+//! logs, errors or `Debug` output; errors carry the TPM response code (`TPM_RC 0x...` from the
+//! TPM, `TSS2_RC 0x...` with the tpm2-tss layer named otherwise). tpm2-tss itself prints its
+//! own WARNING/ERROR lines (codes only) to stderr on failures; `TSS2_LOG=all+none` silences it.
+//!
+//! **Cost** (TPM commands on the wire, checked by a counting proxy in the tests; ESAPI resends
+//! a command the TPM answers with TPM_RC_RETRY, which is not counted): open 7 (GetCapability +
+//! ReadPublic per key, ReadPublic of each public area, GetCapability(TPM2_PT_INPUT_BUFFER));
+//! activation 9 (StartAuthSession, PolicySecret, ActivateCredential, FlushContext, Import, Load,
+//! GetCapability or EvictControl of the previous key, EvictControl, FlushContext), 11 when a
+//! new connection replaces a key it has not looked up yet; HMAC 1 (TPM2_HMAC) up to the input
+//! buffer, else 1 + ceil(len / buffer) sequence commands + 6 to reconnect.
 
 mod activation;
 mod errors;

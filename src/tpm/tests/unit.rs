@@ -188,3 +188,9 @@ fn tpm_error_codes_are_stable() {
     assert_eq!(ErrorKind::Tpm.code(), 220);
     assert_eq!(ErrorKind::TpmActivationFailed.code(), 221);
 }
+
+#[test]
+#[should_panic(expected = "is not in PATH: the TPM tests need the Debian packages")]
+fn a_missing_tool_fails_the_test_with_the_packages_to_install() {
+    super::harness::require("swtpm-that-does-not-exist");
+}
