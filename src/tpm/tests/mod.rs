@@ -108,10 +108,19 @@ fn creates_missing_ek_and_srk_only_when_asked() {
     assert_eq!(&srk[12..22], &[0, 0x06, 0, 0x80, 0, 0x43, 0, 0x10, 0x08, 0]);
     drop(created);
 
-    // Persisted: a plain open finds them, and tpm2-tools agrees on the bytes.
-    let again = Tpm::open(&options(&sw)).expect("reopen");
+    // Persisted: a plain open finds them, and they work for the challenge (the SRK template
+    // accepts a duplicated HMAC key, the EK a credential).
+    let again = Arc::new(Tpm::open(&options(&sw)).expect("reopen"));
     assert_eq!(again.endorsement_key(), ek);
+    let k = key(4);
+    let blob = Service::new().make_blob(&ek, &srk, &k);
+    again.activate(&blob).expect("activate on created keys");
+    assert_eq!(
+        again.hmac_key().hmac_sha256(b"x").unwrap(),
+        software_hmac(&k, b"x")
+    );
     drop(again);
+    // tpm2-tools agrees on the bytes.
     assert_eq!(readpublic(&sw, "0x81010001"), ek);
     assert_eq!(readpublic(&sw, "0x81000001"), srk);
 }
