@@ -249,6 +249,16 @@ impl Tpm {
                 )
             })?;
         }
+        if options.identity_handle == options.ek_handle
+            || options.identity_handle == options.srk_handle
+            || options.ek_handle == options.srk_handle
+        {
+            return Err(Error::new(
+                ErrorKind::InvalidArgument,
+                "the EK, SRK and identity handles must differ (activation replaces the object \
+                 at the identity handle)",
+            ));
+        }
         let commands = Arc::new(AtomicU64::new(0));
         let opts = options.clone();
         let counter = commands.clone();

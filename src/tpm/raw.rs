@@ -298,19 +298,33 @@ impl State {
             )
         })?;
         self.ctx = Some(ctx);
+        self.identity = None;
         let missing = |what: &str, h: u32| {
             Error::new(
                 ErrorKind::Tpm,
                 format!("the {what} at {h:#010x} disappeared from the TPM"),
             )
         };
-        self.ek = self
-            .persistent(self.ek_handle)?
-            .ok_or_else(|| missing("EK", self.ek_handle))?;
-        self.srk = self
-            .persistent(self.srk_handle)?
-            .ok_or_else(|| missing("SRK", self.srk_handle))?;
-        self.identity = self.persistent(self.identity_handle)?;
+        let resolved = (|| -> Result<_> {
+            let ek = self
+                .persistent(self.ek_handle)?
+                .ok_or_else(|| missing("EK", self.ek_handle))?;
+            let srk = self
+                .persistent(self.srk_handle)?
+                .ok_or_else(|| missing("SRK", self.srk_handle))?;
+            let identity = self.persistent(self.identity_handle)?;
+            Ok((ek, srk, identity))
+        })();
+        match resolved {
+            Ok((ek, srk, identity)) => {
+                (self.ek, self.srk, self.identity) = (ek, srk, identity);
+            }
+            Err(e) => {
+                // Never keep a context whose EK/SRK handles were not resolved in it.
+                self.ctx = None;
+                return Err(e);
+            }
+        }
         Ok(())
     }
 }
