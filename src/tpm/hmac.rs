@@ -38,6 +38,17 @@ impl TpmHmacKey {
         &self.tpm
     }
 
+    /// HMAC-SHA256 bounded by the caller's deadline (e.g. the registration's) and cancel token
+    /// ([`crate::credential::HmacKey::hmac_sha256`] uses the TPM's command timeout).
+    pub fn hmac_sha256_until(
+        &self,
+        data: &[u8],
+        deadline: Instant,
+        cancel: Option<&crate::transport::CancelToken>,
+    ) -> Result<[u8; 32]> {
+        self.tpm.hmac_until(data, deadline, cancel)
+    }
+
     pub(crate) fn sign(&self, data: &[u8]) -> Result<[u8; 32]> {
         self.tpm.hmac_until(
             data,

@@ -164,6 +164,20 @@ fn activates_a_tpm2_tools_blob_and_signs_with_the_tpm() {
             );
         }
     }
+    // Shared between threads: calls are serialised, every answer is right.
+    std::thread::scope(|scope| {
+        for t in 0..4u8 {
+            let key1 = &key1;
+            scope.spawn(move || {
+                for i in 0..10u8 {
+                    let data = [t, i];
+                    let until = Instant::now() + Duration::from_secs(20);
+                    let mac = key1.hmac_sha256_until(&data, until, None).unwrap();
+                    assert_eq!(mac, software_hmac(&k1, &data));
+                }
+            });
+        }
+    });
     // The sequence path reconnected: the short path still works afterwards.
     assert_eq!(key1.hmac_sha256(sas).unwrap(), software_hmac(&k1, sas));
 
