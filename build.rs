@@ -14,7 +14,7 @@ fn main() {
     println!("cargo:rerun-if-env-changed=DPS_UPDATE_HEADER");
 
     // dps_version(): "dps/<version> (rustls 0.23, ring; <optional features>)".
-    let features: Vec<&str> = ["pkcs12", "encrypted-keys", "mozilla-roots", "tls-logs"]
+    let features: Vec<&str> = ["pkcs12", "encrypted-keys", "mozilla-roots", "tls-logs", "pkcs11"]
         .into_iter()
         .filter(|f| {
             env::var_os(format!(
