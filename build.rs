@@ -14,16 +14,22 @@ fn main() {
     println!("cargo:rerun-if-env-changed=DPS_UPDATE_HEADER");
 
     // dps_version(): "dps/<version> (rustls 0.23, ring; <optional features>)".
-    let features: Vec<&str> = ["pkcs12", "encrypted-keys", "mozilla-roots", "tls-logs", "pkcs11"]
-        .into_iter()
-        .filter(|f| {
-            env::var_os(format!(
-                "CARGO_FEATURE_{}",
-                f.to_uppercase().replace('-', "_")
-            ))
-            .is_some()
-        })
-        .collect();
+    let features: Vec<&str> = [
+        "pkcs12",
+        "encrypted-keys",
+        "mozilla-roots",
+        "tls-logs",
+        "pkcs11",
+    ]
+    .into_iter()
+    .filter(|f| {
+        env::var_os(format!(
+            "CARGO_FEATURE_{}",
+            f.to_uppercase().replace('-', "_")
+        ))
+        .is_some()
+    })
+    .collect();
     let mut version = format!(
         "dps/{} (rustls 0.23, ring",
         env::var("CARGO_PKG_VERSION").unwrap()

@@ -171,6 +171,41 @@ impl SoftHsm {
     }
 }
 
+impl SoftHsm {
+    /// `C_Finalize` then `C_Initialize` on this process's SoftHSM: every session and login
+    /// of every user of the module in the process is gone, as after a token reset.
+    pub fn finalize_and_initialize(&self) {
+        self.ctx.clone().finalize().expect("C_Finalize");
+        init_ctx(&self.ctx);
+    }
+
+    /// `C_Finalize` alone: the next user must initialise the module again.
+    pub fn finalize_only(&self) {
+        self.ctx.clone().finalize().expect("C_Finalize");
+    }
+
+    /// `C_Initialize` (or nothing if someone did it already).
+    pub fn initialize(&self) {
+        init_ctx(&self.ctx);
+    }
+}
+
+impl Token {
+    /// Re-initialises the token in place (`C_InitToken` with the SO PIN, same label, new user
+    /// PIN setup): every object in it is erased. No session may be open on it.
+    pub fn reinitialize(&mut self) {
+        self.slot = self.find_slot();
+        let so = AuthPin::from(self.so_pin.clone());
+        self.ctx
+            .init_token(self.slot, &so, &self.label)
+            .expect("C_InitToken on the used token");
+        let s = self.ctx.open_rw_session(self.slot).unwrap();
+        s.login(UserType::So, Some(&so)).unwrap();
+        s.init_pin(&AuthPin::from(self.pin.clone())).unwrap();
+        s.logout().unwrap();
+    }
+}
+
 fn label_id(label: &str, id: &[u8]) -> [Attribute; 2] {
     [
         Attribute::Label(label.as_bytes().to_vec()),
@@ -197,9 +232,23 @@ impl Token {
         }
     }
 
+    /// The slot holding the token now (SoftHSM renumbers slots after `C_Initialize`).
+    pub fn find_slot(&self) -> Slot {
+        self.ctx
+            .get_slots_with_initialized_token()
+            .unwrap()
+            .into_iter()
+            .find(|s| {
+                self.ctx
+                    .get_token_info(*s)
+                    .is_ok_and(|t| t.label() == self.label)
+            })
+            .unwrap_or_else(|| panic!("no token labelled {}", self.label))
+    }
+
     /// A logged-in read-write session (the caller's own; SoftHSM shares the login).
     pub fn session(&self) -> Session {
-        let s = self.ctx.open_rw_session(self.slot).unwrap();
+        let s = self.ctx.open_rw_session(self.find_slot()).unwrap();
         match s.login(UserType::User, Some(&AuthPin::from(self.pin.clone()))) {
             Ok(()) | Err(CkError::Pkcs11(RvError::UserAlreadyLoggedIn, _)) => {}
             Err(e) => panic!("login: {e}"),
