@@ -7,6 +7,8 @@
 //! file must have `required-features = ["pkcs11"]`).
 #![allow(dead_code)]
 
+pub mod tpm;
+
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, OnceLock};
