@@ -126,6 +126,14 @@ fn ec_csr_signed_by_the_token_is_accepted_by_a_ca() {
         .sign_csr_der(&csr_der(&s, "ec-device"), "ec-device")
         .unwrap();
     assert_eq!(chain.len(), 2, "leaf and root");
+    // The same as a PEM chain, for a group enrollment; it parses back to the CA's chain.
+    let pem = ca_issued_chain_pem(&ca, &s, "ec-device");
+    use rustls_pki_types::{CertificateDer, pem::PemObject};
+    let ders: Vec<_> = CertificateDer::pem_slice_iter(pem.as_bytes())
+        .map(|c| c.unwrap().to_vec())
+        .collect();
+    assert_eq!(ders.len(), 2);
+    assert_eq!(ders[1], ca.cert_der());
     // A CSR whose signature is not the token's is refused: the check is real.
     let mut bad = csr_der(&s, "ec-device");
     let n = bad.len();

@@ -140,9 +140,9 @@ impl Pkcs11Uri {
         };
         let mut u = Pkcs11Uri::default();
         for attr in path.split(';').filter(|a| !a.is_empty()) {
-            let (name, value) = attr
-                .split_once('=')
-                .ok_or_else(|| bad(format_args!("path attribute '{attr}' has no '='")))?;
+            let (name, value) = attr.split_once('=').ok_or_else(|| {
+                bad("a path attribute has no '=' (attributes are name=value, separated by ';')")
+            })?;
             let raw = decode(name, value)?;
             match name {
                 "token" => set(&mut u.token, name, utf8(name, raw)?)?,
@@ -447,6 +447,7 @@ mod tests {
             ("pkcs11:object=k%4", "'%'"),
             ("pkcs11:object=k%zz", "'%'"),
             ("pkcs11:object", "no '='"),
+            ("pkcs11:object=k;s3cr3t", "no '='"),
             ("pkcs11:object=a;object=b", "twice"),
             (
                 "pkcs11:object=a;colour=red",

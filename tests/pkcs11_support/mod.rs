@@ -548,3 +548,28 @@ pub fn csr_der(signer: &Pkcs11Signer, cn: &str) -> Vec<u8> {
         .der()
         .to_vec()
 }
+
+/// A device certificate for the token key issued by `ca` (the CA checks the CSR the token
+/// signed): the chain PEM, leaf first, then the intermediates and `ca` (for a group
+/// enrollment on `ca` in the emulator).
+pub fn ca_issued_chain_pem(
+    ca: &dps_emulator::pki::TestCa,
+    signer: &Pkcs11Signer,
+    cn: &str,
+) -> String {
+    use base64::Engine as _;
+    let chain = ca
+        .sign_csr_der(&csr_der(signer, cn), cn)
+        .expect("the CA issues a certificate for the token key");
+    let mut pem = String::new();
+    for der in chain {
+        let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+        pem.push_str("-----BEGIN CERTIFICATE-----\n");
+        for line in b64.as_bytes().chunks(64) {
+            pem.push_str(std::str::from_utf8(line).unwrap());
+            pem.push('\n');
+        }
+        pem.push_str("-----END CERTIFICATE-----\n");
+    }
+    pem
+}
