@@ -197,7 +197,7 @@ fn missing_or_non_pkcs11_module_is_a_clear_error() {
     let t = softhsm().new_token(&unique("mod"), "1234");
     t.generate_ec("k", b"\x01", OID_P256);
     let e = signer("pkcs11:object=k?module-path=/nonexistent/libnothing.so").unwrap_err();
-    assert_eq!(e.kind, ErrorKind::Pkcs11);
+    assert_eq!(e.kind, ErrorKind::Pkcs11Module);
     assert!(e.message.contains("not found"), "{}", e.message);
 
     let libc = [
@@ -208,11 +208,11 @@ fn missing_or_non_pkcs11_module_is_a_clear_error() {
     .find(|p| std::path::Path::new(p).exists())
     .expect("libc.so.6 to stand in for a library that is not a PKCS#11 module");
     let e = signer(&format!("pkcs11:object=k?module-path={libc}")).unwrap_err();
-    assert_eq!(e.kind, ErrorKind::Pkcs11);
+    assert_eq!(e.kind, ErrorKind::Pkcs11Module);
     assert!(e.message.contains("not a PKCS#11 module"), "{}", e.message);
 
     let e = signer("pkcs11:object=k").unwrap_err();
-    assert_eq!(e.kind, ErrorKind::Pkcs11);
+    assert_eq!(e.kind, ErrorKind::Pkcs11Module);
     assert!(e.message.contains("module-path"), "{}", e.message);
 }
 

@@ -37,7 +37,7 @@ pub(crate) fn ck_error(e: &CkError, what: &str) -> Error {
                 | RvError::PinExpired
                 | RvError::PinLocked
                 | RvError::UserPinNotInitialized => ErrorKind::Pkcs11Pin,
-                _ => ErrorKind::Pkcs11,
+                _ => ErrorKind::SignerFailed,
             };
             let hint = match rv {
                 RvError::PinIncorrect => ": the PIN is wrong",
@@ -54,7 +54,10 @@ pub(crate) fn ck_error(e: &CkError, what: &str) -> Error {
                 format!("PKCS#11 {what} failed (C_{func:?}: {}){hint}", rv_name(*rv)),
             )
         }
-        other => Error::new(ErrorKind::Pkcs11, format!("PKCS#11 {what} failed: {other}")),
+        other => Error::new(
+            ErrorKind::SignerFailed,
+            format!("PKCS#11 {what} failed: {other}"),
+        ),
     }
 }
 
@@ -93,7 +96,7 @@ mod tests {
             &CkError::Pkcs11(RvError::SessionHandleInvalid, Function::Sign),
             "signing",
         );
-        assert_eq!(e.kind, ErrorKind::Pkcs11);
+        assert_eq!(e.kind, ErrorKind::SignerFailed);
         assert!(
             e.message.contains("CKR_SESSION_HANDLE_INVALID"),
             "{}",

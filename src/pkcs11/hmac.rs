@@ -73,7 +73,7 @@ impl HmacKey for Pkcs11HmacKey {
             .with_key("HMAC", |s, k| s.sign(&Mechanism::Sha256Hmac, k, data))?;
         <[u8; 32]>::try_from(mac.as_slice()).map_err(|_| {
             Error::new(
-                ErrorKind::Pkcs11,
+                ErrorKind::SignerFailed,
                 format!(
                     "the PKCS#11 token returned a {}-byte HMAC-SHA256 for {}, expected 32",
                     mac.len(),

@@ -33,7 +33,7 @@ fn registry() -> &'static Mutex<HashMap<PathBuf, Arc<Module>>> {
 pub(crate) fn load(path: &Path) -> Result<Arc<Module>> {
     let canonical = std::fs::canonicalize(path).map_err(|e| {
         Error::new(
-            ErrorKind::Pkcs11,
+            ErrorKind::Pkcs11Module,
             format!("PKCS#11 module {} not found: {e}", path.display()),
         )
     })?;
@@ -51,7 +51,7 @@ pub(crate) fn load(path: &Path) -> Result<Arc<Module>> {
             other => format!("it is not a usable PKCS#11 module ({other})"),
         };
         Error::new(
-            ErrorKind::Pkcs11,
+            ErrorKind::Pkcs11Module,
             format!("PKCS#11 module {}: {why}", path.display()),
         )
     })?;
@@ -74,6 +74,7 @@ impl Module {
             Ok(()) | Err(CkError::Pkcs11(RvError::CryptokiAlreadyInitialized, _)) => Ok(()),
             Err(e) => {
                 let mut err = ck_error(&e, "initialisation");
+                err.kind = ErrorKind::Pkcs11Module;
                 err.message = format!("PKCS#11 module {}: {}", self.path.display(), err.message);
                 Err(err)
             }

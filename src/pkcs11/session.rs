@@ -66,7 +66,7 @@ impl KeySession {
         }
         let path = uri.module_path().ok_or_else(|| {
             Error::new(
-                ErrorKind::Pkcs11,
+                ErrorKind::Pkcs11Module,
                 format!("no PKCS#11 module for {uri}: add module-path= to the URI or set it"),
             )
         })?;

@@ -382,7 +382,7 @@ impl DigestSigner for Pkcs11Signer {
 
 fn ck_error_len(s: &Pkcs11Signer, got: usize, want: usize) -> Error {
     Error::new(
-        ErrorKind::Pkcs11,
+        ErrorKind::SignerFailed,
         format!(
             "the PKCS#11 token returned a {got}-byte signature for {}, expected {want}",
             s.inner.uri()
