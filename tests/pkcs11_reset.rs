@@ -116,4 +116,33 @@ fn signer_and_hmac_key_recover_after_the_token_is_reset_and_reinitialised() {
         h.hmac_sha256(b"data").unwrap().as_slice(),
         ring::hmac::sign(&sw2, b"data").as_ref()
     );
+
+    // 4. Another process (softhsm2-util) re-initialises the token while this process uses
+    //    it: the stale object handle is noticed, the session reopened, and the error says
+    //    the key is gone; once the key is generated again, the same signer uses it.
+    let out = std::process::Command::new("softhsm2-util")
+        .args(["--init-token", "--token", &t.label, "--label", &t.label])
+        .args(["--so-pin", "5678", "--pin", "1234"])
+        .output()
+        .expect("softhsm2-util (package softhsm2) runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let before = reopened();
+    let e = sign(&s, b"six").unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Pkcs11Object, "{e}");
+    assert_eq!(reopened(), before + 1);
+    t.generate_ec("k", b"\x01", OID_P256);
+    let pk3 = s.public_key().unwrap();
+    assert!(verify(&pk3, SC, b"seven", &sign(&s, b"seven").unwrap()));
+    assert_ne!(pk2, pk3);
+
+    // A dead session handle is dropped without a failing C_CloseSession (no ERROR record).
+    let recs = RECORDS.0.lock().unwrap();
+    assert!(
+        !recs.iter().any(|r| r.starts_with("ERROR")),
+        "unexpected error records: {recs:?}"
+    );
 }

@@ -26,6 +26,21 @@ pub(crate) fn is_lost_session(e: &CkError) -> bool {
     )
 }
 
+/// Whether `e` means the session handle itself is gone (so closing it is pointless).
+pub(crate) fn is_dead_handle(e: &CkError) -> bool {
+    matches!(
+        e,
+        CkError::Pkcs11(
+            RvError::SessionHandleInvalid
+                | RvError::SessionClosed
+                | RvError::DeviceRemoved
+                | RvError::TokenNotPresent
+                | RvError::CryptokiNotInitialized,
+            _
+        )
+    )
+}
+
 /// A [`crate::Error`] for a failed cryptoki call, `what` saying what was being done.
 pub(crate) fn ck_error(e: &CkError, what: &str) -> Error {
     match e {

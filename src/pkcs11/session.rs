@@ -10,7 +10,7 @@ use cryptoki::slot::Slot;
 use cryptoki::types::AuthPin;
 use zeroize::Zeroizing;
 
-use super::error::{ck_error, is_lost_session, object_error};
+use super::error::{ck_error, is_dead_handle, is_lost_session, object_error};
 use super::module::{self, Module};
 use super::uri::{ObjectType, Pkcs11Uri};
 use crate::error::{Error, ErrorKind, Result};
@@ -327,8 +327,12 @@ impl KeySession {
                     );
                     retried = true;
                     if let Some(old) = state.take() {
-                        // The handle is dead already; closing it may fail, which is fine.
-                        let _ = old.session.close();
+                        if is_dead_handle(&e) {
+                            // Nothing left to close: closing would only fail and log an error.
+                            std::mem::forget(old.session);
+                        } else {
+                            let _ = old.session.close();
+                        }
                     }
                 }
                 Err(e) => return Err(ck_error(&e, what)),
