@@ -98,6 +98,13 @@ fn rsa_2048_signs_pkcs1_and_pss_and_its_csr_is_accepted_by_a_ca() {
     t.generate_rsa("rsa-key", b"\x03", 2048);
     let s = signer(&t.uri("rsa-key")).unwrap();
     assert_eq!(s.key_kind(), KeyKind::Rsa { bits: 2048 });
+    assert_eq!(
+        s.schemes(),
+        &[
+            SignatureScheme::RsaPssSha256,
+            SignatureScheme::RsaPkcs1Sha256
+        ]
+    );
     check_signs(&s, SignatureScheme::RsaPkcs1Sha256);
     check_signs(&s, SignatureScheme::RsaPssSha256);
     // PSS is randomised: two signatures of the same digest differ, and both verify.

@@ -71,6 +71,13 @@ fn tpm2_pkcs11_ec_rsa_and_hmac_keys_generated_in_a_software_tpm() {
     // RSA-2048 generated in the TPM: PKCS#1 v1.5 and PSS.
     let rsa = open_signer(&tpm.uri(TOKEN, "rsa-key", "02", PIN)).unwrap();
     assert_eq!(rsa.key_kind(), KeyKind::Rsa { bits: 2048 });
+    assert_eq!(
+        rsa.schemes(),
+        &[
+            SignatureScheme::RsaPssSha256,
+            SignatureScheme::RsaPkcs1Sha256
+        ]
+    );
     let rsa_public = rsa.public_key().unwrap();
     let mut rsa_latency = Vec::new();
     for sc in [

@@ -18,6 +18,7 @@ use crate::error::{Error, ErrorKind, Result};
 /// An open session with the key object found in it.
 struct Open {
     session: Session,
+    slot: Slot,
     key: ObjectHandle,
 }
 
@@ -258,7 +259,11 @@ impl KeySession {
             .find_objects(&self.template(self.class))
             .map_err(|e| ck_error(&e, "finding the object"))?;
         match found.as_slice() {
-            [key] => Ok(Open { session, key: *key }),
+            [key] => Ok(Open {
+                session,
+                slot,
+                key: *key,
+            }),
             [] => {
                 let mut others = Vec::new();
                 for c in [
@@ -338,6 +343,30 @@ impl KeySession {
                 Err(e) => return Err(ck_error(&e, what)),
             }
         }
+    }
+
+    /// Which of `wanted` the token supports for signing (C_GetMechanismInfo for each, since
+    /// cryptoki logs an error for every vendor mechanism in a full C_GetMechanismList).
+    pub(crate) fn mechanisms(
+        &self,
+        wanted: &[cryptoki::mechanism::MechanismType],
+    ) -> Result<Vec<cryptoki::mechanism::MechanismType>> {
+        let slot = {
+            let state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+            match state.as_ref() {
+                Some(open) => open.slot,
+                None => self.find_slot()?,
+            }
+        };
+        let mut out = Vec::new();
+        for &m in wanted {
+            match self.module.ctx.get_mechanism_info(slot, m) {
+                Ok(info) if info.sign() => out.push(m),
+                Ok(_) | Err(CkError::Pkcs11(RvError::MechanismInvalid, _)) => {}
+                Err(e) => return Err(ck_error(&e, "reading the mechanism information")),
+            }
+        }
+        Ok(out)
     }
 
     /// Reads `attrs` of the one object of `class` named by the URI in this token, if there is

@@ -142,6 +142,24 @@ fn ec_point(v: &[u8], field: usize) -> Option<Vec<u8>> {
     }
 }
 
+/// The schemes of `kind` that the token's mechanisms `mechs` allow, preferred first.
+fn supported_schemes(kind: KeyKind, mechs: &[MechanismType]) -> &'static [SignatureScheme] {
+    use SignatureScheme::*;
+    match kind {
+        KeyKind::EcP256 | KeyKind::EcP384 if !mechs.contains(&MechanismType::ECDSA) => &[],
+        KeyKind::EcP256 | KeyKind::EcP384 => kind.schemes(),
+        KeyKind::Rsa { .. } => match (
+            mechs.contains(&MechanismType::RSA_PKCS_PSS),
+            mechs.contains(&MechanismType::RSA_PKCS),
+        ) {
+            (true, true) => &[RsaPssSha256, RsaPkcs1Sha256],
+            (true, false) => &[RsaPssSha256],
+            (false, true) => &[RsaPkcs1Sha256],
+            (false, false) => &[],
+        },
+    }
+}
+
 /// A private key in a PKCS#11 token, signing digests (see the module documentation).
 ///
 /// One session per signer; signatures are serialised on it, so a signer shared by several
@@ -149,6 +167,7 @@ fn ec_point(v: &[u8], field: usize) -> Option<Vec<u8>> {
 pub struct Pkcs11Signer {
     inner: KeySession,
     kind: KeyKind,
+    schemes: &'static [SignatureScheme],
 }
 
 impl fmt::Debug for Pkcs11Signer {
@@ -219,7 +238,28 @@ impl Pkcs11Signer {
                 )));
             }
         };
-        Ok(Pkcs11Signer { inner, kind })
+        let mechs = inner.mechanisms(&[
+            MechanismType::ECDSA,
+            MechanismType::RSA_PKCS,
+            MechanismType::RSA_PKCS_PSS,
+        ])?;
+        let schemes = supported_schemes(kind, &mechs);
+        if schemes.is_empty() {
+            return Err(unsupported_key(format!(
+                "the PKCS#11 token of {} offers none of {} for this key",
+                inner.uri(),
+                if matches!(kind, KeyKind::Rsa { .. }) {
+                    "CKM_RSA_PKCS, CKM_RSA_PKCS_PSS"
+                } else {
+                    "CKM_ECDSA"
+                }
+            )));
+        }
+        Ok(Pkcs11Signer {
+            inner,
+            kind,
+            schemes,
+        })
     }
 
     /// The modulus of an RSA key, from the private key object or its public key.
@@ -262,9 +302,11 @@ impl Pkcs11Signer {
         self.kind
     }
 
-    /// The signature schemes this key can produce, preferred first.
+    /// The signature schemes this key can produce with this token's mechanisms, preferred
+    /// first (an RSA key on a token without CKM_RSA_PKCS_PSS offers PKCS#1 v1.5 only, which
+    /// TLS 1.3 does not allow).
     pub fn schemes(&self) -> &'static [SignatureScheme] {
-        self.kind.schemes()
+        self.schemes
     }
 
     /// The public key, from the public key object with the same label and id (for RSA, the
@@ -321,7 +363,7 @@ impl Pkcs11Signer {
     }
 
     fn mechanism(&self, scheme: SignatureScheme) -> Result<Mechanism<'static>> {
-        let ok = self.kind.schemes().contains(&scheme);
+        let ok = self.schemes.contains(&scheme);
         if !ok {
             return Err(Error::new(
                 ErrorKind::InvalidArgument,
@@ -393,6 +435,26 @@ fn ck_error_len(s: &Pkcs11Signer, got: usize, want: usize) -> Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn schemes_follow_the_token_mechanisms() {
+        use SignatureScheme::*;
+        let rsa = KeyKind::Rsa { bits: 2048 };
+        let m = MechanismType::RSA_PKCS;
+        let pss = MechanismType::RSA_PKCS_PSS;
+        assert_eq!(
+            supported_schemes(rsa, &[m, pss]),
+            &[RsaPssSha256, RsaPkcs1Sha256]
+        );
+        assert_eq!(supported_schemes(rsa, &[m]), &[RsaPkcs1Sha256]);
+        assert_eq!(supported_schemes(rsa, &[pss]), &[RsaPssSha256]);
+        assert!(supported_schemes(rsa, &[MechanismType::ECDSA]).is_empty());
+        assert_eq!(
+            supported_schemes(KeyKind::EcP384, &[MechanismType::ECDSA]),
+            &[EcdsaP384Sha384]
+        );
+        assert!(supported_schemes(KeyKind::EcP256, &[m]).is_empty());
+    }
 
     #[test]
     fn der_helpers() {
