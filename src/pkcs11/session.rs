@@ -72,11 +72,14 @@ impl KeySession {
             )
         })?;
         let module = module::load(path)?;
+        let pin = uri.resolve_pin()?;
+        let mut uri = uri.clone();
+        uri.pin = None; // one copy of the PIN (zeroized on drop) is enough
         let ks = KeySession {
             module,
-            uri: uri.clone(),
+            uri,
             class,
-            pin: uri.resolve_pin()?,
+            pin,
             state: Mutex::new(None),
         };
         ks.check_library()?;

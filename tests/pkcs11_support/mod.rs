@@ -62,6 +62,9 @@ pub fn fresh_dir(name: &str) -> PathBuf {
 /// (SoftHSM reads it once, at `C_Initialize`, so one store serves the whole test process).
 pub struct SoftHsm {
     pub dir: PathBuf,
+    /// The config file: pass `SOFTHSM2_CONF=<conf>` to a child process (CLI, Python, C
+    /// example) so it sees the same tokens.
+    pub conf: PathBuf,
     pub module: PathBuf,
     ctx: Pkcs11,
     /// Serialises token creation (each takes "the" free slot).
@@ -96,6 +99,7 @@ pub fn softhsm() -> &'static SoftHsm {
         init_ctx(&ctx);
         SoftHsm {
             dir,
+            conf,
             module: PathBuf::from(SOFTHSM_MODULE),
             ctx,
             create: Mutex::new(()),
