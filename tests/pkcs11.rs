@@ -264,6 +264,32 @@ fn uri_matching_no_object_several_or_no_private_key() {
 }
 
 #[test]
+fn unusable_keys_are_refused_when_opened() {
+    let t = softhsm().new_token(&unique("unusable"), "1234");
+    t.generate_ec_with("no-sign", b"\x01", OID_P256, &[Attribute::Sign(false)]);
+    let e = signer(&t.uri("no-sign")).unwrap_err();
+    assert_eq!(e.kind, ErrorKind::InvalidPrivateKey);
+    assert!(e.message.contains("CKA_SIGN"), "{}", e.message);
+    t.generate_ec_with(
+        "always",
+        b"\x02",
+        OID_P256,
+        &[Attribute::AlwaysAuthenticate(true)],
+    );
+    let e = signer(&t.uri("always")).unwrap_err();
+    assert_eq!(e.kind, ErrorKind::InvalidPrivateKey);
+    assert!(
+        e.message.contains("CKA_ALWAYS_AUTHENTICATE"),
+        "{}",
+        e.message
+    );
+    t.generate_rsa("small", b"\x03", 1024);
+    let e = signer(&t.uri("small")).unwrap_err();
+    assert_eq!(e.kind, ErrorKind::InvalidPrivateKey);
+    assert!(e.message.contains("1024 bits"), "{}", e.message);
+}
+
+#[test]
 fn several_threads_sign_at_once() {
     let t = softhsm().new_token(&unique("threads"), "1234");
     t.generate_ec("k", b"\x01", OID_P256);

@@ -189,7 +189,14 @@ impl Pkcs11Signer {
     pub fn open(uri: &Pkcs11Uri) -> Result<Self> {
         let inner = KeySession::open(uri, ObjectClass::PRIVATE_KEY)?;
         let attrs = inner.with_key("reading the key type", |s, k| {
-            s.get_attributes(k, &[AttributeType::KeyType, AttributeType::Sign])
+            s.get_attributes(
+                k,
+                &[
+                    AttributeType::KeyType,
+                    AttributeType::Sign,
+                    AttributeType::AlwaysAuthenticate,
+                ],
+            )
         })?;
         let mut key_type = None;
         for a in &attrs {
@@ -198,6 +205,15 @@ impl Pkcs11Signer {
                 Attribute::Sign(false) => {
                     return Err(unsupported_key(format!(
                         "the PKCS#11 key {} may not sign (CKA_SIGN is false)",
+                        inner.uri()
+                    )));
+                }
+                // Such a key wants the PIN again before every signature (C_Login with
+                // CKU_CONTEXT_SPECIFIC between C_SignInit and C_Sign).
+                Attribute::AlwaysAuthenticate(true) => {
+                    return Err(unsupported_key(format!(
+                        "the PKCS#11 key {} needs the PIN for every signature \
+                         (CKA_ALWAYS_AUTHENTICATE), which is not supported",
                         inner.uri()
                     )));
                 }

@@ -275,6 +275,17 @@ impl Token {
 
     /// An EC key pair (curve OID DER) generated in the token: sensitive, not extractable.
     pub fn generate_ec(&self, label: &str, id: &[u8], curve_oid: &[u8]) -> ObjectHandle {
+        self.generate_ec_with(label, id, curve_oid, &[])
+    }
+
+    /// [`Token::generate_ec`] with extra private key attributes.
+    pub fn generate_ec_with(
+        &self,
+        label: &str,
+        id: &[u8],
+        curve_oid: &[u8],
+        extra: &[Attribute],
+    ) -> ObjectHandle {
         let s = self.session();
         let [l, i] = label_id(label, id);
         let public = [
@@ -284,7 +295,7 @@ impl Token {
             l.clone(),
             i.clone(),
         ];
-        let private = [
+        let mut private = vec![
             Attribute::Token(true),
             Attribute::Private(true),
             Attribute::Sensitive(true),
@@ -293,6 +304,7 @@ impl Token {
             l,
             i,
         ];
+        private.extend_from_slice(extra);
         s.generate_key_pair(&Mechanism::EccKeyPairGen, &public, &private)
             .expect("C_GenerateKeyPair (EC)")
             .1
