@@ -289,6 +289,87 @@ fn unusable_keys_are_refused_when_opened() {
     assert!(e.message.contains("1024 bits"), "{}", e.message);
 }
 
+/// The token keys authenticate real mutual TLS with the emulator: EC P-256 (TLS 1.3, ECDSA),
+/// RSA-2048 (TLS 1.3, PSS) and RSA-2048 over TLS 1.2 with PKCS#1 v1.5; and a certificate
+/// whose key is not the token's is refused in the handshake.
+#[test]
+fn token_keys_authenticate_registrations_over_mutual_tls() {
+    let t = softhsm().new_token(&unique("tls"), "1234");
+    t.generate_ec("ec", b"\x01", OID_P256);
+    t.generate_rsa("rsa", b"\x02", 2048);
+    let ec = Arc::new(signer(&t.uri("ec")).unwrap());
+    let rsa = Arc::new(signer(&t.uri("rsa")).unwrap());
+    let (_, ec_der) = self_signed_certificate(&ec, "hsm-ec");
+    let ca = dps_emulator::pki::TestCa::new("hsm group root");
+    let rsa_chain = ca
+        .sign_csr_der(&csr_der(&rsa, "hsm-rsa"), "hsm-rsa")
+        .unwrap();
+    let thumb = |der: &[u8]| {
+        ring::digest::digest(&ring::digest::SHA256, der)
+            .as_ref()
+            .iter()
+            .map(|b| format!("{b:02X}"))
+            .collect::<String>()
+    };
+    let toml = format!(
+        r#"
+id_scope = "0ne00000001"
+retry_after_secs = 0
+[[hubs]]
+host_name = "hub-a.azure-devices.net"
+[[enrollments]]
+registration_id = "hsm-ec"
+attestation = "x509"
+thumbprint = "{}"
+[[enrollments]]
+group_id = "hsm-group"
+attestation = "x509"
+ca_pem = """{}"""
+"#,
+        thumb(&ec_der),
+        ca.cert_pem()
+    );
+    let emu =
+        dps_emulator::Emulator::start(dps_emulator::Config::from_toml_str(&toml).unwrap()).unwrap();
+    let v13: &[&'static rustls::SupportedProtocolVersion] = &[&rustls::version::TLS13];
+    let v12: &[&'static rustls::SupportedProtocolVersion] = &[&rustls::version::TLS12];
+    let key = |s: &Arc<Pkcs11Signer>, prefer: &[SignatureScheme]| RustlsTokenKey {
+        signer: s.clone(),
+        prefer: prefer.to_vec(),
+    };
+    let cases = [
+        ("hsm-ec", vec![ec_der.clone()], key(&ec, ec.schemes()), v13),
+        (
+            "hsm-rsa",
+            rsa_chain.clone(),
+            key(&rsa, &[SignatureScheme::RsaPssSha256]),
+            v13,
+        ),
+        (
+            "hsm-rsa",
+            rsa_chain.clone(),
+            key(&rsa, &[SignatureScheme::RsaPkcs1Sha256]),
+            v12,
+        ),
+    ];
+    for (id, chain, k, v) in cases {
+        let (status, body) = register_over_mutual_tls(&emu, "0ne00000001", id, chain, k, v)
+            .unwrap_or_else(|e| panic!("{id}: {e}"));
+        assert!(
+            status.contains(" 202 ") || status.contains(" 200 "),
+            "{id}: {status} {body}"
+        );
+        assert!(
+            body.contains("operationId") || body.contains("assigned"),
+            "{id}: {body}"
+        );
+    }
+    // The EC certificate with the RSA key behind it: the server refuses the handshake.
+    let mismatched = key(&rsa, rsa.schemes());
+    let r = register_over_mutual_tls(&emu, "0ne00000001", "hsm-ec", vec![ec_der], mismatched, v13);
+    assert!(r.is_err(), "a mismatched key must not register: {r:?}");
+}
+
 #[test]
 fn several_threads_sign_at_once() {
     let t = softhsm().new_token(&unique("threads"), "1234");
