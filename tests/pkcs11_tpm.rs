@@ -67,6 +67,37 @@ fn tpm2_pkcs11_ec_rsa_and_hmac_keys_generated_in_a_software_tpm() {
     let ca = dps_emulator::pki::TestCa::new("tpm test root");
     ca.sign_csr_der(&csr_der(&ec, "tpm-device"), "tpm-device")
         .unwrap();
+    let ec = Arc::new(ec);
+    // The TPM key authenticates a registration over mutual TLS 1.3 with the emulator.
+    let thumb: String = ring::digest::digest(&ring::digest::SHA256, &der)
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02X}"))
+        .collect();
+    let toml = format!(
+        "id_scope = \"0ne00000001\"\nretry_after_secs = 0\n[[hubs]]\n\
+         host_name = \"hub-a.azure-devices.net\"\n[[enrollments]]\n\
+         registration_id = \"tpm-device\"\nattestation = \"x509\"\nthumbprint = \"{thumb}\"\n"
+    );
+    let emu =
+        dps_emulator::Emulator::start(dps_emulator::Config::from_toml_str(&toml).unwrap()).unwrap();
+    let key = RustlsTokenKey {
+        signer: ec.clone(),
+        prefer: ec.schemes().to_vec(),
+    };
+    let (status, body) = register_over_mutual_tls(
+        &emu,
+        "0ne00000001",
+        "tpm-device",
+        vec![der.clone()],
+        key,
+        &[&rustls::version::TLS13],
+    )
+    .unwrap_or_else(|e| panic!("mutual TLS with the TPM key: {e}\n{}", tpm.logs()));
+    assert!(
+        status.contains(" 202 ") || status.contains(" 200 "),
+        "{status} {body}"
+    );
 
     // RSA-2048 generated in the TPM: PKCS#1 v1.5 and PSS.
     let rsa = open_signer(&tpm.uri(TOKEN, "rsa-key", "02", PIN)).unwrap();
@@ -130,7 +161,7 @@ fn tpm2_pkcs11_ec_rsa_and_hmac_keys_generated_in_a_software_tpm() {
     assert_eq!(e.kind, ErrorKind::Pkcs11Object);
 
     // Several threads at once: one shared signer and own signers, all through abrmd.
-    let shared = Arc::new(ec);
+    let shared = ec;
     std::thread::scope(|scope| {
         for i in 0..4 {
             let shared = shared.clone();
