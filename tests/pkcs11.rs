@@ -254,6 +254,13 @@ fn uri_matching_no_object_several_or_no_private_key() {
         e.message
     );
 
+    // Without token= the URI matches this token and (at least) a second one.
+    let _second = softhsm().new_token(&unique("obj2"), "1234");
+    let e = signer(&t.uri("twin").replace(&format!("token={};", t.label), "")).unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Pkcs11Object);
+    assert!(e.message.contains("tokens match"), "{}", e.message);
+    assert!(e.message.contains("add token="), "{}", e.message);
+
     let e = signer(&t.uri("twin").replace(&t.label, "no-such-token")).unwrap_err();
     assert_eq!(e.kind, ErrorKind::Pkcs11Object);
     assert!(e.message.contains("no token"), "{}", e.message);
