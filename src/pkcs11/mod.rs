@@ -28,7 +28,16 @@
 //! (`CKR_SESSION_HANDLE_INVALID`, `CKR_DEVICE_REMOVED`, `CKR_TOKEN_NOT_PRESENT`, ...), the
 //! next call finds the token again, reopens the session, logs in, finds the object and tries
 //! once more. PKCS#11 login state is per token and process: when one key holder is logged in,
-//! another holder on the same token shares that login (`CKR_USER_ALREADY_LOGGED_IN`).
+//! another holder on the same token shares that login (`CKR_USER_ALREADY_LOGGED_IN`), so a
+//! second holder's PIN is only checked when it is the first to log in.
+//!
+//! Errors ([`crate::ErrorKind`]): a malformed URI is `InvalidArgument`; a missing module
+//! path, a missing file or a library that is not a PKCS#11 module is `Pkcs11Module`; a
+//! missing or wrong PIN `Pkcs11Pin`; a URI that matches no token or object, or several, or a
+//! token that has the certificate or public key but not the private key, `Pkcs11Object`; a
+//! key of an unsupported type, curve or size, or one that may not sign, `InvalidPrivateKey`
+//! (`InvalidKey` for HMAC keys); a failing token call or an unusable result `SignerFailed`.
+//! No message contains the PIN or key material.
 
 mod error;
 mod hmac;
