@@ -227,3 +227,19 @@ print(json.dumps({k: len(v[1]) for k, v in m._SIGNATURES.items()}))
         }
     }
 }
+
+#[test]
+fn version_names_the_rustls_of_the_build() {
+    let lock = read("Cargo.lock");
+    let needle = "name = \"rustls\"\nversion = \"";
+    let at = lock.find(needle).expect("rustls in Cargo.lock") + needle.len();
+    let rustls = lock[at..].split('"').next().unwrap();
+    let v = unsafe { std::ffi::CStr::from_ptr(dps::ffi::dps_version()) }
+        .to_str()
+        .unwrap();
+    assert!(v.contains(&format!("(rustls {rustls}, ring")), "{v}");
+    assert!(
+        v.starts_with(&format!("dps/{} ", env!("CARGO_PKG_VERSION"))),
+        "{v}"
+    );
+}

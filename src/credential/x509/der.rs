@@ -222,3 +222,96 @@ fn curve_reason(curve: &[u8]) -> Option<String> {
         "ECDSA key on {name} (only P-256 and P-384 are supported)"
     ))
 }
+
+/// The type of the public key in a certificate's SubjectPublicKeyInfo.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum PublicKeyKind {
+    /// ECDSA on P-256.
+    EcP256,
+    /// ECDSA on P-384.
+    EcP384,
+    /// RSA with a modulus of this many bits.
+    Rsa(usize),
+    /// Anything else (Ed25519, other curves, DSA, ...).
+    Other,
+}
+
+const OID_P256: &[u8] = &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07];
+const OID_P384: &[u8] = &[0x2b, 0x81, 0x04, 0x00, 0x22];
+
+/// The public key type of certificate `cert`, or `None` when it is not a certificate.
+pub(crate) fn public_key_kind(cert: &[u8]) -> Option<PublicKeyKind> {
+    let cert = take_whole(cert, SEQUENCE)?;
+    let (tbs, _) = take(cert, SEQUENCE)?;
+    let mut fields = tbs;
+    if let Some((CONTEXT_0, _, rest)) = read(fields) {
+        fields = rest;
+    }
+    let (_serial, fields) = take(fields, INTEGER)?;
+    let (_sig_alg, fields) = take(fields, SEQUENCE)?;
+    let (_issuer, fields) = take(fields, SEQUENCE)?;
+    let (_validity, fields) = take(fields, SEQUENCE)?;
+    let (_subject, fields) = take(fields, SEQUENCE)?;
+    let (spki, _) = take(fields, SEQUENCE)?;
+    let (alg, key) = take(spki, SEQUENCE)?;
+    let (oid, params) = take(alg, OID)?;
+    Some(match oid {
+        OID_EC_PUBLIC_KEY => match take(params, OID) {
+            Some((OID_P256, _)) => PublicKeyKind::EcP256,
+            Some((OID_P384, _)) => PublicKeyKind::EcP384,
+            _ => PublicKeyKind::Other,
+        },
+        OID_RSA => {
+            let (bits, _) = take(key, BIT_STRING)?;
+            let (_unused, rsa_key) = bits.split_first()?;
+            let (n, _) = take(take_whole(rsa_key, SEQUENCE)?, INTEGER)?;
+            let n = n.strip_prefix(&[0]).unwrap_or(n);
+            PublicKeyKind::Rsa(n.len() * 8)
+        }
+        _ => PublicKeyKind::Other,
+    })
+}
+
+/// A DER `ECDSA-Sig-Value` from raw `r || s` (each half the input).
+pub(crate) fn ecdsa_raw_to_der(raw: &[u8]) -> Vec<u8> {
+    fn integer(out: &mut Vec<u8>, v: &[u8]) {
+        let v = match v.iter().position(|&b| b != 0) {
+            Some(i) => &v[i..],
+            None => &[0u8][..],
+        };
+        let pad = v[0] & 0x80 != 0;
+        out.push(INTEGER);
+        out.push((v.len() + usize::from(pad)) as u8);
+        if pad {
+            out.push(0);
+        }
+        out.extend_from_slice(v);
+    }
+    let (r, s) = raw.split_at(raw.len() / 2);
+    let mut body = Vec::with_capacity(raw.len() + 6);
+    integer(&mut body, r);
+    integer(&mut body, s);
+    let mut out = Vec::with_capacity(body.len() + 3);
+    out.push(SEQUENCE);
+    if body.len() >= 0x80 {
+        out.push(0x81);
+    }
+    out.push(body.len() as u8);
+    out.extend_from_slice(&body);
+    out
+}
+
+/// Whether `sig` is exactly one DER `ECDSA-Sig-Value` whose integers fit `field_len` bytes.
+pub(crate) fn is_ecdsa_der(sig: &[u8], field_len: usize) -> bool {
+    let Some(body) = take_whole(sig, SEQUENCE) else {
+        return false;
+    };
+    let Some((r, rest)) = take(body, INTEGER) else {
+        return false;
+    };
+    let Some(s) = take_whole(rest, INTEGER) else {
+        return false;
+    };
+    let fits = |v: &[u8]| !v.is_empty() && v.strip_prefix(&[0]).unwrap_or(v).len() <= field_len;
+    fits(r) && fits(s)
+}

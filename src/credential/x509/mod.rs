@@ -17,6 +17,8 @@ use std::sync::Arc;
 
 mod der;
 mod encrypted;
+mod external;
+pub(crate) use external::SignerFailure;
 mod pemfile;
 #[cfg(feature = "pkcs12")]
 mod pkcs12;
@@ -27,6 +29,8 @@ use pemfile::{parse_cert_chain_pem, parse_key_pem};
 use rustls::InconsistentKeys;
 use rustls::sign::{CertifiedKey, SigningKey};
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+
+use crate::credential::DigestSigner;
 
 /// Why an X.509 credential could not be loaded.
 ///
@@ -86,6 +90,7 @@ impl std::error::Error for CredentialError {}
 pub struct X509Credential {
     certified: Arc<CertifiedKey>,
     common_name: Option<String>,
+    tls12_only: bool,
 }
 
 impl X509Credential {
@@ -108,6 +113,47 @@ impl X509Credential {
         Self::assemble(chain, signing_key)
     }
 
+    /// A credential whose private key is held by `signer` (a C callback, a PKCS#11 token, a
+    /// TPM, a secure element): the library never sees it.
+    ///
+    /// `cert_chain_pem` holds the leaf first, then intermediates. Before returning, the
+    /// library asks `signer` for one signature over a fresh random message and verifies it
+    /// against the leaf's public key, so a signer that does not hold the certificate's key is
+    /// reported here ([`ErrorKind::KeyMismatch`](crate::ErrorKind::KeyMismatch)), and a failing
+    /// or malformed answer as [`ErrorKind::SignerFailed`](crate::ErrorKind::SignerFailed).
+    /// ECDSA P-256/P-384 and RSA 2048-8192 leaf keys are supported; for RSA both PSS and
+    /// PKCS#1 v1.5 (SHA-256) are tried and only those the signer produces are offered in TLS.
+    pub fn from_signer(
+        cert_chain_pem: &[u8],
+        signer: Arc<dyn DigestSigner>,
+    ) -> crate::Result<Self> {
+        Self::from_chain_and_signer(parse_cert_chain_pem(cert_chain_pem)?, signer)
+    }
+
+    /// [`from_signer`](Self::from_signer) with the chain already in DER (leaf first), for
+    /// example read from a PKCS#11 token.
+    pub fn from_chain_and_signer(
+        chain: Vec<CertificateDer<'static>>,
+        signer: Arc<dyn DigestSigner>,
+    ) -> crate::Result<Self> {
+        let leaf = chain.first().ok_or(CredentialError::NoCertificate)?;
+        let key = external::ExternalKey::check(signer, leaf)?;
+        let tls12_only = key.tls12_only();
+        let mut cred = Self::from_signing_key(chain, Arc::new(key))?;
+        cred.tls12_only = tls12_only;
+        Ok(cred)
+    }
+
+    /// A credential from a certificate chain (leaf first) and any rustls signing key. The pair
+    /// is checked when the key can tell its public key
+    /// ([`SigningKey::public_key`]); otherwise it is the caller's promise.
+    pub fn from_signing_key(
+        chain: Vec<CertificateDer<'static>>,
+        key: Arc<dyn SigningKey>,
+    ) -> Result<Self, CredentialError> {
+        Self::assemble(chain, key)
+    }
+
     /// Loads a credential from PKCS#12 / `.pfx` DER bytes protected by `password` (may be empty).
     ///
     /// Modern files (PBES2/PBKDF2/AES, SHA-256 MAC, the OpenSSL 3 default) and legacy ones
@@ -127,6 +173,11 @@ impl X509Credential {
     /// The certificate chain: leaf first, then intermediates.
     pub fn chain(&self) -> &[CertificateDer<'static>] {
         &self.certified.cert
+    }
+
+    /// Whether the key can only be used with TLS 1.2 (an external RSA signer without PSS).
+    pub fn tls12_only(&self) -> bool {
+        self.tls12_only
     }
 
     /// The subject common name (CN) of the leaf certificate, if it has one.
@@ -158,6 +209,7 @@ impl X509Credential {
         Ok(Self {
             certified: Arc::new(certified),
             common_name,
+            tls12_only: false,
         })
     }
 }
