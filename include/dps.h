@@ -159,6 +159,21 @@
 #define DPS_REGISTRATION_DISABLED 4
 
 /**
+ * The TCG default handle of the RSA endorsement key.
+ */
+#define DEFAULT_EK_HANDLE 2164326401
+
+/**
+ * The conventional handle of the storage root key.
+ */
+#define DEFAULT_SRK_HANDLE 2164260865
+
+/**
+ * Where DPS clients persist the identity (HMAC) key.
+ */
+#define DEFAULT_IDENTITY_HANDLE 2164261120
+
+/**
  * A registration client: one configuration (copied at creation), one
  * keep-alive connection, one registration at a time.
  *
@@ -433,6 +448,17 @@ typedef uint32_t dps_class;
  * The PKCS#11 module is missing, is not a PKCS#11 module, or failed to initialise.
  */
 #define DPS_ERR_PKCS11_MODULE 212
+
+/**
+ * A TPM command failed, the TPM is unreachable, or a key it should hold is missing; the
+ * message names the command and the TPM response code.
+ */
+#define DPS_ERR_TPM 220
+
+/**
+ * The TPM refused the DPS activation blob (not made for this TPM's EK and SRK, or altered).
+ */
+#define DPS_ERR_TPM_ACTIVATION_FAILED 221
 
 /**
  * The host name could not be resolved.

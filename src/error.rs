@@ -119,6 +119,11 @@ status_table! {
     Pkcs11Object = 211, Credential, "the PKCS#11 URI matches no usable object, or several";
     /// The PKCS#11 module is missing, is not a PKCS#11 module, or failed to initialise.
     Pkcs11Module = 212, Credential, "the PKCS#11 module is missing or unusable";
+    /// A TPM command failed, the TPM is unreachable, or a key it should hold is missing (the
+    /// message names the command and the TPM response code).
+    Tpm = 220, Credential, "a TPM command failed or the TPM is unreachable";
+    /// The TPM refused the DPS activation blob (not made for this TPM's EK and SRK, or altered).
+    TpmActivationFailed = 221, Credential, "the TPM could not activate the DPS challenge";
 
     // 3xx: network and TLS
     /// The host name could not be resolved.

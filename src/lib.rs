@@ -26,6 +26,8 @@ pub mod pkcs11;
 pub(crate) mod protocol;
 pub mod redact;
 pub(crate) mod retry;
+#[cfg(feature = "tpm")]
+pub mod tpm;
 pub(crate) mod transport;
 
 /// What the fuzz targets (fuzz/) drive directly: the response parser, the wire JSON parsers,

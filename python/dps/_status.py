@@ -115,6 +115,11 @@ class Status(enum.IntEnum):
 
     PKCS11_MODULE = 212
     """The PKCS#11 module is missing, is not a PKCS#11 module, or failed to initialise."""
+    TPM = 220
+    """A TPM command failed, the TPM is unreachable, or a key it should hold is missing."""
+
+    TPM_ACTIVATION_FAILED = 221
+    """The TPM refused the DPS activation blob (not made for this TPM's EK and SRK, or altered)."""
 
     DNS = 300
     """The host name could not be resolved."""

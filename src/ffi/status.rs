@@ -65,6 +65,11 @@ pub const DPS_ERR_PKCS11_PIN: dps_status = 210;
 pub const DPS_ERR_PKCS11_OBJECT: dps_status = 211;
 /// The PKCS#11 module is missing, is not a PKCS#11 module, or failed to initialise.
 pub const DPS_ERR_PKCS11_MODULE: dps_status = 212;
+/// A TPM command failed, the TPM is unreachable, or a key it should hold is missing; the
+/// message names the command and the TPM response code.
+pub const DPS_ERR_TPM: dps_status = 220;
+/// The TPM refused the DPS activation blob (not made for this TPM's EK and SRK, or altered).
+pub const DPS_ERR_TPM_ACTIVATION_FAILED: dps_status = 221;
 /// The host name could not be resolved.
 pub const DPS_ERR_DNS: dps_status = 300;
 /// The TCP connection could not be established.
