@@ -2,6 +2,7 @@
 //! generated inside it): signatures checked with ring against the token's public key, HMAC
 //! against a software HMAC, bad input, several threads.
 
+mod common;
 #[path = "pkcs11_support/mod.rs"]
 mod pkcs11_support;
 
@@ -294,6 +295,68 @@ fn unusable_keys_are_refused_when_opened() {
     let e = signer(&t.uri("small")).unwrap_err();
     assert_eq!(e.kind, ErrorKind::InvalidPrivateKey);
     assert!(e.message.contains("1024 bits"), "{}", e.message);
+}
+
+/// Registration through the library itself: `X509Credential::from_signer` over token keys
+/// (EC P-256 individual enrollment, RSA-2048 in a CA group) and `ConfigBuilder::hmac_key` over
+/// a token secret (the individual symmetric-key enrollment `dev-sym`).
+#[test]
+fn registers_with_the_emulator_through_the_library_with_token_keys() {
+    use dps::X509Credential;
+    let t = softhsm().new_token(&unique("e2e"), "1234");
+    t.generate_ec("ec", b"\x01", OID_P256);
+    t.generate_ec("other", b"\x02", OID_P256);
+    t.generate_rsa("rsa", b"\x03", 2048);
+    use base64::Engine as _;
+    let sym = base64::engine::general_purpose::STANDARD
+        .decode(common::KEY)
+        .unwrap();
+    t.create_hmac_key("sas", b"\x04", &sym);
+    let ec = Arc::new(signer(&t.uri("ec")).unwrap());
+    let rsa = Arc::new(signer(&t.uri("rsa")).unwrap());
+    let (ec_pem, ec_der) = self_signed_certificate(&ec, "hsm-ec-lib");
+    let ca = dps_emulator::pki::TestCa::new("hsm lib root");
+    let rsa_chain = ca_issued_chain_pem(&ca, &rsa, "hsm-rsa-lib");
+    let thumb: String = ring::digest::digest(&ring::digest::SHA256, &ec_der)
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02X}"))
+        .collect();
+    let emu = common::emulator(&format!(
+        r#"
+[[enrollments]]
+registration_id = "hsm-ec-lib"
+attestation = "x509"
+thumbprint = "{thumb}"
+[[enrollments]]
+group_id = "hsm-lib-group"
+attestation = "x509"
+ca_pem = """{}"""
+"#,
+        ca.cert_pem()
+    ));
+    for (id, pem, s) in [
+        ("hsm-ec-lib", ec_pem.clone(), ec.clone()),
+        ("hsm-rsa-lib", rsa_chain, rsa.clone()),
+    ] {
+        let cred = X509Credential::from_signer(pem.as_bytes(), s).unwrap();
+        let mut b = common::builder(&emu, id);
+        b.x509(cred);
+        let reg = common::client(&b)
+            .register()
+            .unwrap_or_else(|e| panic!("{id}: {e}"));
+        assert!(reg.assigned_hub.is_some(), "{id}: {reg:?}");
+    }
+    // The EC certificate over another token key: refused before any traffic.
+    let other = Arc::new(signer(&t.uri("other")).unwrap());
+    let e = X509Credential::from_signer(ec_pem.as_bytes(), other).unwrap_err();
+    assert_eq!(e.kind, ErrorKind::KeyMismatch, "{e}");
+
+    let h = Arc::new(Pkcs11HmacKey::open(&Pkcs11Uri::parse(&t.uri("sas")).unwrap()).unwrap());
+    let mut b = common::builder(&emu, "dev-sym");
+    b.hmac_key(h);
+    let reg = common::client(&b).register().unwrap();
+    assert_eq!(reg.device_id.as_deref(), Some("dev-sym-device"));
 }
 
 /// The token keys authenticate real mutual TLS with the emulator: EC P-256 (TLS 1.3, ECDSA),
