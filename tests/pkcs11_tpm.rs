@@ -1,8 +1,9 @@
 //! Keys held by a (software) TPM through tpm2-pkcs11: swtpm, a private D-Bus session bus and
 //! tpm2-abrmd started by the test in a temporary directory; EC, RSA and HMAC keys generated in
-//! the TPM with tpm2_ptool. One test function: the fixture's processes and the module's
+//! the TPM with tpm2_ptool; registrations through the library with the TPM keys. One test function: the fixture's processes and the module's
 //! environment are per process, and they are stopped when it returns (or panics).
 
+mod common;
 #[path = "pkcs11_support/mod.rs"]
 mod pkcs11_support;
 
@@ -37,7 +38,11 @@ fn tpm2_pkcs11_ec_rsa_and_hmac_keys_generated_in_a_software_tpm() {
     tpm.add_key(TOKEN, PIN, "device-key", "01", "ecc256");
     tpm.add_key(TOKEN, PIN, "rsa-key", "02", "rsa2048");
     tpm.add_key(TOKEN, PIN, "sas-key", "03", "hmac:sha256");
-    let known = [0x5au8; 32];
+    // The known key is the emulator's `dev-sym` enrollment key (tests/common).
+    use base64::Engine as _;
+    let known = base64::engine::general_purpose::STANDARD
+        .decode(common::KEY)
+        .unwrap();
     tpm.import_hmac(TOKEN, PIN, "sas-imported", "04", &known);
     tpm.set_process_env();
     println!("TPM fixture and keys ready in {:?}", t0.elapsed());
@@ -61,43 +66,31 @@ fn tpm2_pkcs11_ec_rsa_and_hmac_keys_generated_in_a_software_tpm() {
     assert!(verify(&public, sc, b"tpm message", &sig));
     assert!(!verify(&public, sc, b"other message", &sig));
     // A certificate for the TPM key: self-signed, and through a CA that checks the CSR.
-    let (_pem, der) = self_signed_certificate(&ec, "tpm-device");
+    let (pem, der) = self_signed_certificate(&ec, "tpm-device");
     let spki = public.spki_der();
     assert!(der.windows(spki.len()).any(|w| w == spki.as_slice()));
     let ca = dps_emulator::pki::TestCa::new("tpm test root");
     ca.sign_csr_der(&csr_der(&ec, "tpm-device"), "tpm-device")
         .unwrap();
     let ec = Arc::new(ec);
-    // The TPM key authenticates a registration over mutual TLS 1.3 with the emulator.
+    // The TPM key registers through the library (X509Credential::from_signer checks one
+    // signature against the certificate, then mutual TLS with the emulator).
     let thumb: String = ring::digest::digest(&ring::digest::SHA256, &der)
         .as_ref()
         .iter()
         .map(|b| format!("{b:02X}"))
         .collect();
-    let toml = format!(
-        "id_scope = \"0ne00000001\"\nretry_after_secs = 0\n[[hubs]]\n\
-         host_name = \"hub-a.azure-devices.net\"\n[[enrollments]]\n\
-         registration_id = \"tpm-device\"\nattestation = \"x509\"\nthumbprint = \"{thumb}\"\n"
-    );
-    let emu =
-        dps_emulator::Emulator::start(dps_emulator::Config::from_toml_str(&toml).unwrap()).unwrap();
-    let key = RustlsTokenKey {
-        signer: ec.clone(),
-        prefer: ec.schemes().to_vec(),
-    };
-    let (status, body) = register_over_mutual_tls(
-        &emu,
-        "0ne00000001",
-        "tpm-device",
-        vec![der.clone()],
-        key,
-        &[&rustls::version::TLS13],
-    )
-    .unwrap_or_else(|e| panic!("mutual TLS with the TPM key: {e}\n{}", tpm.logs()));
-    assert!(
-        status.contains(" 202 ") || status.contains(" 200 "),
-        "{status} {body}"
-    );
+    let emu = common::emulator(&format!(
+        "[[enrollments]]\nregistration_id = \"tpm-device\"\nattestation = \"x509\"\n\
+         thumbprint = \"{thumb}\"\n"
+    ));
+    let cred = dps::X509Credential::from_signer(pem.as_bytes(), ec.clone()).unwrap();
+    let mut b = common::builder(&emu, "tpm-device");
+    b.x509(cred);
+    let reg = common::client(&b)
+        .register()
+        .unwrap_or_else(|e| panic!("registration with the TPM key: {e}\n{}", tpm.logs()));
+    assert!(reg.assigned_hub.is_some(), "{reg:?}");
 
     // RSA-2048 generated in the TPM: PKCS#1 v1.5 and PSS.
     let rsa = open_signer(&tpm.uri(TOKEN, "rsa-key", "02", PIN)).unwrap();
@@ -155,6 +148,11 @@ fn tpm2_pkcs11_ec_rsa_and_hmac_keys_generated_in_a_software_tpm() {
         hi.hmac_sha256(data).unwrap().as_slice(),
         ring::hmac::sign(&sw, data).as_ref()
     );
+    // ... and it registers the symmetric-key enrollment through the library.
+    let mut b = common::builder(&emu, "dev-sym");
+    b.hmac_key(Arc::new(hi));
+    let reg = common::client(&b).register().unwrap();
+    assert_eq!(reg.device_id.as_deref(), Some("dev-sym-device"));
 
     // No such object, ambiguous token match is impossible here; a missing id is clear.
     let e = open_signer(&tpm.uri(TOKEN, "device-key", "99", PIN)).unwrap_err();
