@@ -1,7 +1,8 @@
 //! Keys held by a (software) TPM through tpm2-pkcs11: swtpm, a private D-Bus session bus and
 //! tpm2-abrmd started by the test in a temporary directory; EC, RSA and HMAC keys generated in
-//! the TPM with tpm2_ptool; registrations through the library with the TPM keys. One test function: the fixture's processes and the module's
-//! environment are per process, and they are stopped when it returns (or panics).
+//! the TPM with tpm2_ptool; registrations through the library with the TPM keys. One test
+//! function: the fixture's processes and the module's environment are per process, and they
+//! are stopped when it returns (or panics).
 
 mod common;
 #[path = "pkcs11_support/mod.rs"]
