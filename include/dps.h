@@ -435,6 +435,21 @@ typedef uint32_t dps_class;
 #define DPS_ERR_SIGNER_FAILED 209
 
 /**
+ * The PKCS#11 PIN is missing, wrong or locked.
+ */
+#define DPS_ERR_PKCS11_PIN 210
+
+/**
+ * The PKCS#11 URI matches no usable object or token, or more than one.
+ */
+#define DPS_ERR_PKCS11_OBJECT 211
+
+/**
+ * The PKCS#11 module is missing, is not a PKCS#11 module, or failed to initialise.
+ */
+#define DPS_ERR_PKCS11_MODULE 212
+
+/**
  * A TPM command failed, the TPM is unreachable, or a key it should hold is missing; the
  * message names the command and the TPM response code.
  */
