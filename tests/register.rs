@@ -1,12 +1,10 @@
 //! End-to-end registrations through the Rust API against dps-emulator.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
 use dps::{ErrorKind, RegistrationStatus, Step, X509Credential};
 use dps_emulator::pki;
+use dps_test_support::*;
 
 #[test]
 fn individual_symmetric_key_registers_over_one_handshake() {

@@ -3,8 +3,7 @@
 //! handshake through retries, cancel during a wait and during a black-hole
 //! read with the handle reused afterwards, and 32 concurrent clients.
 
-mod common;
-mod support;
+use dps_test_support as support;
 
 use std::ffi::{CString, c_char};
 use std::process::Command;
@@ -14,10 +13,10 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
-use common::*;
 use dps::ffi::*;
 use dps::{Client, ErrorKind, Event, RegistrationStatus, X509Credential};
 use dps_emulator::pki;
+use dps_test_support::*;
 use support::{ProxyOptions, TestProxy};
 
 fn cs(s: &str) -> CString {

@@ -1,8 +1,7 @@
 //! End-to-end flows over real TLS: symmetric keys, X.509, validation, reprovisioning.
 
-mod common;
-use common::*;
 use dps_emulator::pki;
+use dps_test_support::*;
 
 fn is_dps_timestamp(s: &str) -> bool {
     // 2022-08-31T22:02:50.5163352Z
