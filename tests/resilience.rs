@@ -211,23 +211,18 @@ fn https_proxy_from_the_environment_only_when_opted_in() {
 #[test]
 fn one_handshake_through_retries_and_transparent_reconnect() {
     let emu = emulator(
-        r#"
-[[enrollments]]
-registration_id = "reuse-dev"
-attestation = "symmetric_key"
-primary_key = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="
-faults = [
+        &(sym_enrollment(
+            "reuse-dev",
+            r#"faults = [
   { on = "register", status = 429, retry_after = "0" },
   { on = "register", status = 500 },
   { on = "poll", status = 503 },
   { on = "poll", status = 429 },
-]
-[[enrollments]]
-registration_id = "drop-dev"
-attestation = "symmetric_key"
-primary_key = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="
-faults = [{ on = "poll", action = "close" }]
-"#,
+]"#,
+        ) + &sym_enrollment(
+            "drop-dev",
+            r#"faults = [{ on = "poll", action = "close" }]"#,
+        )),
     );
     let mut b = builder(&emu, "reuse-dev");
     b.symmetric_key(KEY).unwrap();
@@ -282,18 +277,13 @@ fn cancel_after_event(
 #[test]
 fn cancel_during_a_wait_and_a_black_hole_then_reuse_the_client() {
     let emu = emulator(
-        r#"
-[[enrollments]]
-registration_id = "cancel-wait"
-attestation = "symmetric_key"
-primary_key = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="
-faults = [{ on = "register", status = 429, retry_after = "30" }]
-[[enrollments]]
-registration_id = "cancel-hole"
-attestation = "symmetric_key"
-primary_key = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="
-faults = [{ on = "poll", action = "black_hole" }]
-"#,
+        &(sym_enrollment(
+            "cancel-wait",
+            r#"faults = [{ on = "register", status = 429, retry_after = "30" }]"#,
+        ) + &sym_enrollment(
+            "cancel-hole",
+            r#"faults = [{ on = "poll", action = "black_hole" }]"#,
+        )),
     );
     let waiting: fn(&Event) -> bool = |e| matches!(e, Event::Retrying { .. });
     let polling: fn(&Event) -> bool = |e| matches!(e, Event::Assigning { .. });
@@ -345,15 +335,10 @@ fn cancel_during_a_tcp_connect_that_never_completes() {
 
 #[test]
 fn cancel_through_the_c_abi_during_a_black_hole_then_reuse() {
-    let emu = emulator(
-        r#"
-[[enrollments]]
-registration_id = "c-cancel"
-attestation = "symmetric_key"
-primary_key = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="
-faults = [{ on = "register", action = "black_hole" }]
-"#,
-    );
+    let emu = emulator(&sym_enrollment(
+        "c-cancel",
+        r#"faults = [{ on = "register", action = "black_hole" }]"#,
+    ));
     unsafe {
         let mut cfg = null_mut();
         assert_eq!(

@@ -302,7 +302,7 @@ fn request_validation() {
     assert_eq!(r.status, 400);
     let r = put(
         &mut c,
-        "/0neFFFFFFFF/registrations/dev-sym/register?api-version=2021-06-01",
+        &format!("/0neFFFFFFFF/registrations/dev-sym/register?api-version={API_VERSION}"),
         &[auth, JSON],
         body,
     );
@@ -357,7 +357,7 @@ fn request_validation() {
     let r = put(
         &mut c,
         &format!(
-            "/{SCOPE}/registrations/dev-sym/register?api-version=2021-06-01&forceRegistration=true"
+            "/{SCOPE}/registrations/dev-sym/register?api-version={API_VERSION}&forceRegistration=true"
         ),
         &[
             auth,

@@ -126,6 +126,14 @@ pub fn base_toml() -> String {
     format!("{}\n", toml::to_string(&t).expect("TOML serialises"))
 }
 
+/// An `[[enrollments]]` table for an individual symmetric-key enrollment `registration_id` with
+/// [`KEY`], followed by `more` (further fields of the table, e.g. `faults = [...]`).
+pub fn sym_enrollment(registration_id: &str, more: &str) -> String {
+    format!(
+        "\n[[enrollments]]\nregistration_id = \"{registration_id}\"\nattestation = \"symmetric_key\"\nprimary_key = \"{KEY}\"\n{more}\n"
+    )
+}
+
 /// Starts an emulator with this TOML configuration.
 pub fn start(toml: &str) -> Emulator {
     let cfg = Config::from_toml_str(toml).unwrap_or_else(|e| panic!("config: {e}\n{toml}"));
