@@ -22,12 +22,16 @@ pub mod credential;
 pub mod error;
 pub mod ffi;
 pub mod protocol;
+pub mod redact;
 pub mod retry;
 pub mod transport;
 
-pub use client::{Client, Event, Step, connection_string};
+pub use client::{Client, Event, Step, connection_string, iot_hub_sas_token};
 pub use config::{Config, ConfigBuilder};
-pub use credential::{Credential, SymmetricKey, X509Credential};
+pub use credential::{
+    Credential, DigestSigner, HmacKey, SignatureScheme, SymmetricKey, X509Credential,
+    derive_device_key,
+};
 pub use error::{Error, ErrorKind, Result};
 pub use protocol::wire::{Registration, RegistrationStatus};
 pub use transport::tls::DefaultRoots;
