@@ -2,13 +2,11 @@
 //! callback, NULL and bad input on every entry point, the header drift check
 //! and the panic-guard rule.
 
-mod common;
-
 use std::ffi::{CStr, CString, c_char, c_void};
 use std::ptr::{null, null_mut};
 
-use common::*;
 use dps::ffi::*;
+use dps_test_support::*;
 
 fn cs(s: &str) -> CString {
     CString::new(s).unwrap()

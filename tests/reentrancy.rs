@@ -2,15 +2,13 @@
 //! on other objects: each call either works or returns DPS_ERR_INVALID_STATE as documented;
 //! none hangs (a watchdog fails the test after 60 s).
 
-mod common;
-
 use std::cell::RefCell;
 use std::ffi::{CString, c_char, c_void};
 use std::ptr::null_mut;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use common::*;
 use dps::ffi::*;
+use dps_test_support::*;
 
 fn cs(s: &str) -> CString {
     CString::new(s).unwrap()

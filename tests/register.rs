@@ -1,12 +1,10 @@
 //! End-to-end registrations through the Rust API against dps-emulator.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
 use dps::{ErrorKind, RegistrationStatus, Step, X509Credential};
 use dps_emulator::pki;
+use dps_test_support::*;
 
 #[test]
 fn individual_symmetric_key_registers_over_one_handshake() {
@@ -174,15 +172,10 @@ fn retry_after_zero_is_honoured_without_any_wait() {
     // the client polls again at once as asked, but never more than DPS's 5 polls
     // per 10 s: after that burst the next poll would fall after the 800 ms
     // deadline, so it gives up at once instead of sleeping into it.
-    let emu = emulator(
-        r#"
-[[enrollments]]
-registration_id = "dev-zero"
-attestation = "symmetric_key"
-primary_key = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="
-faults = [{ on = "register", action = "endless_assigning" }]
-"#,
-    );
+    let emu = emulator(&sym_enrollment(
+        "dev-zero",
+        r#"faults = [{ on = "register", action = "endless_assigning" }]"#,
+    ));
     let mut b = builder(&emu, "dev-zero");
     b.symmetric_key(KEY).unwrap();
     b.deadline(Duration::from_millis(800)).unwrap();

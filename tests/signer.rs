@@ -2,14 +2,12 @@
 //! RSA PKCS#1 v1.5 / PSS, raw and DER answers) and an HMAC callback (individual and
 //! group-derived keys), against the emulator; and every way such a callback can go wrong.
 
-mod common;
-
 use std::ffi::{CStr, CString, c_void};
 use std::ptr::null_mut;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use common::*;
 use dps::ffi::*;
+use dps_test_support::*;
 use p256::ecdsa::signature::hazmat::PrehashSigner;
 use rsa::pkcs8::DecodePrivateKey;
 

@@ -2,53 +2,17 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use dps_emulator::{Emulator, pki};
 use serde_json::Value;
 
-// The library's test helpers: the base emulator (two hubs, `dev-sym`, `sym-group`) and keys.
-#[path = "../../tests/common/mod.rs"]
-mod common;
-use common::{GROUP_KEY, KEY, SCOPE};
+use dps_test_support::{GROUP_KEY, KEY, OTHER_KEY, SCOPE, TempDir};
 
-const OTHER_KEY: &str = "HxweHRwbGhkYFxYVFBMSERAPDg0MCwoJCAcGBQQDAgE=";
 const V1_ID: &str = "sn-007-888-abc-mac-a1-b2-c3-d4-e5-f6";
 const V1_KEY: &str = "Jsm0lyGpjaVYVP2g3FnmnmG9dI/9qU24wNoykUmermc=";
 
 fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/x509")
-}
-
-/// A fresh temporary directory, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new() -> TempDir {
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let p = std::env::temp_dir().join(format!(
-            "dps-cli-test-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        ));
-        let _ = std::fs::remove_dir_all(&p);
-        std::fs::create_dir_all(&p).unwrap();
-        TempDir(p)
-    }
-    fn file(&self, name: &str, content: &str) -> String {
-        let p = self.0.join(name);
-        std::fs::write(&p, content).unwrap();
-        p.to_str().unwrap().to_owned()
-    }
-    fn path(&self, name: &str) -> String {
-        self.0.join(name).to_str().unwrap().to_owned()
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
+    dps_test_support::x509_fixtures()
 }
 
 struct Env {
@@ -71,33 +35,10 @@ fn env_with(extra: &str) -> Env {
     let group_dev = inter.issue_device("cli-group-dev");
     let group_chain = format!("{}{}", group_dev.cert_pem, inter.cert_pem());
     let fixture_root = std::fs::read_to_string(fixtures().join("chain-root.cert.pem")).unwrap();
-    let read = |n: &str| std::fs::read_to_string(fixtures().join(n)).unwrap();
-    let p256_thumbprint = pki::TestCa::from_pem(&read("p256.cert.pem"), &read("p256.key.pem"))
-        .expect("p256 fixture")
-        .sha256_thumbprint();
+    // The standard enrollments (dev-sym, sym-group, dev-disabled, dev-failed, dev-slow,
+    // dev-flaky, x509-p256-device, ...) come from tests/fixtures/emulator.toml.
     let enrollments = format!(
         r#"
-[[enrollments]]
-registration_id = "dev-disabled"
-attestation = "symmetric_key"
-primary_key = "{KEY}"
-enabled = false
-[[enrollments]]
-registration_id = "dev-failed"
-attestation = "symmetric_key"
-primary_key = "{KEY}"
-faults = [ {{ on = "register", result = "failed", error_code = 400207, times = 100 }} ]
-[[enrollments]]
-registration_id = "dev-slow"
-attestation = "symmetric_key"
-primary_key = "{KEY}"
-retry_after_secs = 1
-faults = [ {{ on = "register", action = "endless_assigning", times = 100 }} ]
-[[enrollments]]
-registration_id = "dev-flaky"
-attestation = "symmetric_key"
-primary_key = "{KEY}"
-faults = [ {{ on = "register", status = 429, retry_after = "0" }}, {{ on = "register", status = 503, retry_after = "0" }} ]
 [[enrollments]]
 registration_id = "cli-x509"
 attestation = "x509"
@@ -107,10 +48,6 @@ group_id = "cli-x509-group"
 attestation = "x509"
 ca_pem = """{}"""
 [[enrollments]]
-registration_id = "x509-p256-device"
-attestation = "x509"
-thumbprint = "{p256_thumbprint}"
-[[enrollments]]
 group_id = "fixture-chain-group"
 attestation = "x509"
 ca_pem = """{fixture_root}"""
@@ -119,8 +56,8 @@ ca_pem = """{fixture_root}"""
         device.sha256_thumbprint,
         root.cert_pem(),
     );
-    let emu = common::emulator(&enrollments);
-    let dir = TempDir::new();
+    let emu = dps_test_support::emulator(&enrollments);
+    let dir = TempDir::new("dps-cli-test");
     let ca = dir.file("ca.pem", &emu.ca_pem());
     Env {
         emu,
@@ -1009,7 +946,7 @@ faults = [ {{ on = "register", result = "failed", error_code = 400207, message =
             "{opt}: the result is still shown"
         );
         assert!(!Path::new(&file).exists(), "{opt}: {file} was written");
-        let dir_entries: Vec<_> = std::fs::read_dir(&e.dir.0).unwrap().flatten().collect();
+        let dir_entries: Vec<_> = std::fs::read_dir(e.dir.dir()).unwrap().flatten().collect();
         assert!(
             dir_entries
                 .iter()
@@ -1350,7 +1287,7 @@ fn derive_key() {
     assert_eq!(v[0]["registrationId"], V1_ID);
     assert_eq!(v[0]["deviceKey"], V1_KEY);
     assert_eq!(v[1]["registrationId"], "dev-2");
-    let dir = TempDir::new();
+    let dir = TempDir::new("dps-cli-test");
     let ids = dir.file("ids.txt", &format!("# factory batch\n{V1_ID}\n\ndev-2\n"));
     let o = dps(
         &[
