@@ -12,8 +12,8 @@ pub fn http_response(data: &[u8]) {
     match dps::transport::parse_response(data) {
         Ok(resp) => {
             assert!(resp.body.len() <= dps::transport::MAX_BODY);
-            let _ = dps::protocol::wire::parse_operation(&resp.body);
-            let _ = dps::protocol::wire::parse_registration(&resp.body);
+            let _ = dps::protocol::wire::parse_operation(&resp.body, "dev");
+            let _ = dps::protocol::wire::parse_registration(&resp.body, "dev");
             let _ = dps::protocol::wire::parse_error_body(&resp.body);
             if let Some(ra) = resp.retry_after.as_deref() {
                 retry_after(ra.as_bytes());
@@ -26,10 +26,10 @@ pub fn http_response(data: &[u8]) {
 /// DPS JSON bodies (RegistrationOperationStatus, DeviceRegistrationResult,
 /// error details).
 pub fn wire_json(data: &[u8]) {
-    if let Ok(op) = dps::protocol::wire::parse_operation(data) {
+    if let Ok(op) = dps::protocol::wire::parse_operation(data, "dev") {
         let _ = format!("{op:?}");
     }
-    let _ = dps::protocol::wire::parse_registration(data);
+    let _ = dps::protocol::wire::parse_registration(data, "dev");
     let _ = dps::protocol::wire::parse_error_body(data);
 }
 
@@ -80,4 +80,103 @@ pub fn pem(data: &[u8]) {
 pub fn pkcs12(data: &[u8]) {
     let _ = dps::X509Credential::from_pkcs12(data, "fixture-pass");
     let _ = dps::X509Credential::from_pkcs12(data, "");
+}
+
+/// Validation of server-sent strings (`protocol::validate`): each validator
+/// on the input as text, and the same text placed in every string field of
+/// an `assigned` answer. Whatever passes must keep the promises: no control
+/// character, bounded, and nothing that could add a member to a connection
+/// string or a segment to a request path.
+pub fn server_strings(data: &[u8]) {
+    use dps::protocol::validate as v;
+    let s = String::from_utf8_lossy(data);
+    let no_control = |t: &str| !t.chars().any(v::is_control);
+    if v::host_name(&s).is_ok() {
+        assert!(!s.is_empty() && s.len() <= v::MAX_HOST_LEN, "{s:?}");
+        assert!(
+            s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-')
+        );
+        assert!(!s.contains("..") && !s.starts_with('.') && !s.ends_with('.'));
+        assert!(
+            s.split('.')
+                .all(|l| !l.starts_with('-') && !l.ends_with('-'))
+        );
+    }
+    if v::device_id(&s).is_ok() {
+        assert!(!s.is_empty() && s.len() <= v::MAX_DEVICE_ID_LEN);
+        assert!(s.is_ascii() && no_control(&s) && !s.contains(';') && !s.contains(' '));
+    }
+    if v::operation_id(&s).is_ok() {
+        assert!(s.len() <= v::MAX_OPERATION_ID_LEN);
+        // Needs no encoding in a path segment.
+        assert_eq!(dps::protocol::percent_encode(&s), s);
+    }
+    if v::text_field("etag", &s).is_ok() {
+        assert!(no_control(&s) && s.chars().count() <= v::MAX_FIELD_CHARS);
+    }
+    let m = v::server_message(&s);
+    assert!(no_control(&m) && m.chars().count() <= v::MAX_SERVER_MESSAGE_CHARS + 1);
+    assert_eq!(v::server_message(&m), m, "not idempotent");
+    let (sent, got) = s.split_once('\n').unwrap_or((&s, &s));
+    if v::registration_id(sent, got).is_ok() {
+        assert!(sent.eq_ignore_ascii_case(got));
+    }
+    for e in [
+        v::host_name(&s).err(),
+        v::device_id(&s).err(),
+        v::operation_id(&s).err(),
+        v::text_field("etag", &s).err(),
+        v::registration_id(sent, got).err(),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        assert!(no_control(&e.message) && e.message.chars().count() < 400);
+    }
+    // The text in each field of an answer.
+    let text = serde_json::Value::String(s.clone().into_owned());
+    for field in [
+        "assignedHub",
+        "deviceId",
+        "registrationId",
+        "substatus",
+        "etag",
+        "errorMessage",
+    ] {
+        let mut state = serde_json::json!({
+            "registrationId": "dev", "assignedHub": "h.azure-devices.net",
+            "deviceId": "dev", "status": "assigned", "etag": "e",
+        });
+        state[field] = text.clone();
+        let body = serde_json::json!({"operationId": text.clone(), "status": "assigned",
+            "registrationState": state});
+        let body = body.to_string();
+        for r in [
+            dps::protocol::wire::parse_operation(body.as_bytes(), "dev").map(|o| o.registration),
+            dps::protocol::wire::parse_registration(state.to_string().as_bytes(), "dev"),
+        ] {
+            match r {
+                Ok(r) => {
+                    let hub = r.assigned_hub.unwrap_or_default();
+                    let dev = r.device_id.unwrap_or_default();
+                    assert!(!hub.contains(';') && !hub.contains('=') && !dev.contains(';'));
+                    for t in [&hub, &dev, &r.substatus.unwrap_or_default()] {
+                        assert!(no_control(t));
+                    }
+                    assert!(no_control(&r.error_message.unwrap_or_default()));
+                    assert!(r.operation_id.unwrap_or_default().len() <= v::MAX_OPERATION_ID_LEN);
+                }
+                Err(e) => assert!(no_control(&e.message) && e.message.chars().count() < 400),
+            }
+        }
+    }
+    let eb = dps::protocol::wire::parse_error_body(
+        serde_json::json!({"message": text.clone(), "trackingId": text})
+            .to_string()
+            .as_bytes(),
+    );
+    for t in [eb.message, eb.tracking_id].into_iter().flatten() {
+        assert!(no_control(&t) && t.chars().count() <= v::MAX_SERVER_MESSAGE_CHARS + 1);
+    }
 }

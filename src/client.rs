@@ -246,7 +246,9 @@ impl Client {
             let cause = match result {
                 Ok(resp) if resp.status == 200 => {
                     return check_json(&resp)
-                        .and_then(|_| wire::parse_registration(&resp.body))
+                        .and_then(|_| {
+                            wire::parse_registration(&resp.body, &self.config.registration_id)
+                        })
                         .map_err(|e| self.fail_plain(with_http(e, &resp)));
                 }
                 Ok(resp) if retry::is_transient_status(resp.status) => {
@@ -432,7 +434,9 @@ impl Client {
     }
 
     fn operation_outcome(&self, resp: &Response) -> Outcome {
-        let op = match check_json(resp).and_then(|_| wire::parse_operation(&resp.body)) {
+        let op = match check_json(resp)
+            .and_then(|_| wire::parse_operation(&resp.body, &self.config.registration_id))
+        {
             Ok(op) => op,
             Err(e) => return Outcome::Fail(with_http(e, resp)),
         };

@@ -220,6 +220,11 @@ fn fuzz_pem() {
     fuzz("pem", targets::pem);
 }
 
+#[test]
+fn fuzz_server_strings() {
+    fuzz("server_strings", targets::server_strings);
+}
+
 #[cfg(feature = "pkcs12")]
 #[test]
 fn fuzz_pkcs12() {
