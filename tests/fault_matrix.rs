@@ -481,7 +481,7 @@ fn rows() -> Vec<Row> {
             "",
             DPS_ERR_MALFORMED_RESPONSE,
         )
-        .setup(Hostile(200, &ASSIGNED_EVIL_HUB))
+        .setup(Hostile(200, ASSIGNED_EVIL_HUB))
         .http(200, None),
         row(
             "`assignedHub` of 100 000 characters",
