@@ -277,31 +277,114 @@ pub fn parse_error_body(body: &[u8]) -> ErrorBody {
 /// 512 bytes are left for the rest of the request body.
 pub const MAX_PAYLOAD_BYTES: usize = 96 * 1024 - 512;
 
-/// Checks that `json` is a JSON object within [`MAX_PAYLOAD_BYTES`] and
-/// returns it in compact form.
+/// Checks that `json` is a JSON object within [`MAX_PAYLOAD_BYTES`], with no
+/// key repeated in any object, and returns it in compact form.
+///
+/// Repeated keys are refused: JSON leaves their meaning open (RFC 8259 4),
+/// and parsers disagree (first wins, last wins, error), so the custom
+/// allocation webhook could read another payload than the one the device
+/// checked. Keys are otherwise kept as given (`" a"` and `"a"` are two keys).
 pub fn normalize_payload(json: &str) -> Result<String> {
-    match serde_json::from_str::<Value>(json) {
+    let invalid = |m: String| Error::new(ErrorKind::InvalidPayload, m);
+    let mut de = serde_json::Deserializer::from_str(json);
+    let parsed = serde::Deserialize::deserialize(&mut de).and_then(|v: StrictValue| {
+        de.end()?;
+        Ok(v.0)
+    });
+    match parsed {
         Ok(v @ Value::Object(_)) => {
             let compact = v.to_string();
             if compact.len() > MAX_PAYLOAD_BYTES {
-                return Err(Error::new(
-                    ErrorKind::InvalidPayload,
-                    format!(
-                        "the payload is {} bytes; DPS accepts messages up to 96 KB",
-                        compact.len()
-                    ),
-                ));
+                return Err(invalid(format!(
+                    "the payload is {} bytes; DPS accepts messages up to 96 KB",
+                    compact.len()
+                )));
             }
             Ok(compact)
         }
-        Ok(_) => Err(Error::new(
-            ErrorKind::InvalidPayload,
-            "the payload must be a JSON object",
-        )),
-        Err(e) => Err(Error::new(
-            ErrorKind::InvalidPayload,
-            format!("the payload is not valid JSON: {e}"),
-        )),
+        Ok(_) => Err(invalid("the payload must be a JSON object".into())),
+        Err(e) => {
+            let m = e.to_string();
+            if let Some(key) = m.strip_prefix(DUPLICATE_KEY_MARK) {
+                let key = key.split(" at line ").next().unwrap_or(key);
+                return Err(invalid(format!(
+                    "the payload has the key {} more than once in one object; repeated keys are ambiguous in JSON",
+                    crate::config::echo(key)
+                )));
+            }
+            Err(invalid(format!(
+                "the payload is not valid JSON: {}",
+                validate::server_message(&m)
+            )))
+        }
+    }
+}
+
+const DUPLICATE_KEY_MARK: &str = "dps: duplicate key: ";
+
+/// A `serde_json::Value` that refuses repeated keys in any object.
+struct StrictValue(Value);
+
+impl<'de> serde::Deserialize<'de> for StrictValue {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        d.deserialize_any(StrictVisitor).map(StrictValue)
+    }
+}
+
+struct StrictVisitor;
+
+impl<'de> serde::de::Visitor<'de> for StrictVisitor {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_unit<E>(self) -> std::result::Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_bool<E>(self, v: bool) -> std::result::Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+    fn visit_i64<E>(self, v: i64) -> std::result::Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_u64<E>(self, v: u64) -> std::result::Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_f64<E>(self, v: f64) -> std::result::Result<Value, E> {
+        Ok(serde_json::Number::from_f64(v).map_or(Value::Null, Value::Number))
+    }
+    fn visit_str<E>(self, v: &str) -> std::result::Result<Value, E> {
+        Ok(Value::String(v.to_owned()))
+    }
+    fn visit_string<E>(self, v: String) -> std::result::Result<Value, E> {
+        Ok(Value::String(v))
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(
+        self,
+        mut seq: A,
+    ) -> std::result::Result<Value, A::Error> {
+        let mut out = Vec::new();
+        while let Some(StrictValue(v)) = seq.next_element()? {
+            out.push(v);
+        }
+        Ok(Value::Array(out))
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(
+        self,
+        mut map: A,
+    ) -> std::result::Result<Value, A::Error> {
+        let mut out = serde_json::Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            let StrictValue(v) = map.next_value()?;
+            if out.contains_key(&key) {
+                return Err(serde::de::Error::custom(format_args!(
+                    "{DUPLICATE_KEY_MARK}{key}"
+                )));
+            }
+            out.insert(key, v);
+        }
+        Ok(Value::Object(out))
     }
 }
 
@@ -486,6 +569,32 @@ mod tests {
     }
 
     #[test]
+    fn payload_keys() {
+        for dup in [
+            r#"{"a":1,"a":2}"#,
+            r#"{"a":1,"a":1}"#,
+            r#"{"x":{"b":[{"c":1,"c":{}}]}}"#,
+            r#"{"a":1,"\u0061":2}"#,
+        ] {
+            let e = normalize_payload(dup).unwrap_err();
+            assert_eq!(e.kind, ErrorKind::InvalidPayload);
+            assert!(e.message.contains("more than once"), "{}", e.message);
+        }
+        let e = normalize_payload(r#"{"ke\ny":1,"ke\ny":2}"#).unwrap_err();
+        assert!(e.message.contains(r#""ke\ny""#), "{}", e.message);
+        // Keys are data: kept exactly, whitespace included; same key in two objects is fine.
+        assert_eq!(
+            normalize_payload(r#"{" a ":1,"a":2,"o":{"a":3},"l":[{"a":1},{"a":2}]}"#).unwrap(),
+            r#"{" a ":1,"a":2,"l":[{"a":1},{"a":2}],"o":{"a":3}}"#
+        );
+        assert_eq!(
+            normalize_payload(r#"{"n":-1,"u":18446744073709551615,"f":1.5,"t":true,"z":null}"#)
+                .unwrap(),
+            r#"{"f":1.5,"n":-1,"t":true,"u":18446744073709551615,"z":null}"#
+        );
+    }
+
+    #[test]
     fn payload_and_body() {
         assert_eq!(normalize_payload(r#"{ "a" : 1 }"#).unwrap(), r#"{"a":1}"#);
         let big = format!("{{\"a\":\"{}\"}}", "x".repeat(MAX_PAYLOAD_BYTES));
@@ -493,7 +602,7 @@ mod tests {
             normalize_payload(&big).unwrap_err().kind,
             ErrorKind::InvalidPayload
         );
-        for bad in ["[1]", "1", "\"s\"", "{", "null"] {
+        for bad in ["[1]", "1", "\"s\"", "{", "null", "{} x", "{}{}"] {
             assert_eq!(
                 normalize_payload(bad).unwrap_err().kind,
                 ErrorKind::InvalidPayload
