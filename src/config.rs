@@ -562,6 +562,26 @@ mod tests {
             .unwrap_err()
             .into(),
         ];
+        let truncated = format!("-----BEGIN {mib}-----\nAAAA\n");
+        let unterminated_cert = format!("-----BEGIN CERTIFICATE-----\n{}", "QUFB".repeat(300_000));
+        let mut errors = errors.to_vec();
+        for pem in [&truncated, &unterminated_cert] {
+            errors.push(
+                X509Credential::from_pem(pem.as_bytes(), pem.as_bytes(), None)
+                    .unwrap_err()
+                    .into(),
+            );
+            errors.push(
+                X509Credential::from_pem(
+                    include_bytes!("../tests/fixtures/x509/p256.cert.pem"),
+                    pem.as_bytes(),
+                    None,
+                )
+                .unwrap_err()
+                .into(),
+            );
+            errors.push(b.add_trusted_roots_pem(pem.as_bytes()).unwrap_err());
+        }
         for e in errors {
             let n = e.message.chars().count();
             assert!(n <= 400, "{n} characters: {}", &e.message[..200]);

@@ -27,7 +27,7 @@ pub fn decode_key(base64_key: &str) -> Result<Zeroizing<Vec<u8>>> {
     if trimmed.chars().any(char::is_whitespace) {
         return Err(Error::new(
             ErrorKind::InvalidKey,
-            "the symmetric key has whitespace inside it; only surrounding spaces and line breaks are ignored",
+            "the symmetric key is not valid base64: it has whitespace inside it (only surrounding spaces and line breaks are ignored)",
         ));
     }
     let key = Zeroizing::new(B64.decode(trimmed).map_err(|_| {
