@@ -1027,7 +1027,8 @@ fn fault_matrix() {
          backoff 50-500 ms, debug build, all rows in parallel on 2 cores. \"Requests\" counts the requests\n\
          the emulator logged for the device (PUT + polls, retries included). A row fails if the status\n\
          differs, if it took longer than the deadline + {:.1} s, if a `Retry-After` wait was not honoured,\n\
-         or if the HTTP status / errorCode / trackingId / message is missing.\n\n{table}\n\
+         or if the HTTP status / errorCode / trackingId / message is missing, or if the message or\n\
+         trackingId holds a control character or exceeds {MAX_MESSAGE_CHARS} characters (rows 56-67: a hostile DPS).\n\n{table}\n\
          Worst overshoot past the deadline among the deadline rows: {:+.3} s. Whole matrix: {:.1} s.\n",
         DEADLINE_MS / 1000,
         REQUEST_TIMEOUT_MS / 1000,
