@@ -50,19 +50,28 @@ pub fn is_control(c: char) -> bool {
 }
 
 /// A short, printable rendering of a server-sent value for an error message:
-/// control characters escaped, at most 64 characters.
+/// control characters escaped, at most 64 characters of rendering (an
+/// escaped character counts for its whole escape) and an ellipsis.
 fn shown(s: &str) -> String {
     let mut out = String::new();
-    for (i, c) in s.chars().enumerate() {
-        if i == 64 {
+    let mut width = 0;
+    for c in s.chars() {
+        let escaped = is_control(c);
+        let w = if escaped {
+            c.escape_default().count()
+        } else {
+            1
+        };
+        if width + w > 64 {
             out.push('…');
             break;
         }
-        if is_control(c) {
+        if escaped {
             out.extend(c.escape_default());
         } else {
             out.push(c);
         }
+        width += w;
     }
     out
 }
@@ -316,6 +325,24 @@ mod tests {
             assert!(!e.message.chars().any(is_control), "{:?}", e.message);
         }
         text_field("etag", &"e".repeat(MAX_FIELD_CHARS + 1)).unwrap_err();
+    }
+
+    #[test]
+    fn refusals_stay_short_whatever_the_value() {
+        // Found by the server_strings fuzz target: 45 control characters
+        // escaped 6 characters each made a 410-character message.
+        let v = format!("2022-0?.8x{}a", "\u{18}".repeat(45));
+        for e in [
+            host_name(&v).unwrap_err(),
+            device_id(&v).unwrap_err(),
+            operation_id(&v).unwrap_err(),
+            text_field("etag", &v).unwrap_err(),
+            registration_id(&v, &v.repeat(2)).unwrap_err(),
+        ] {
+            assert!(e.message.chars().count() < 300, "{}", e.message);
+            assert!(!e.message.chars().any(is_control));
+        }
+        assert!(shown(&"\u{1b}".repeat(100)).chars().count() <= 65);
     }
 
     #[test]
