@@ -626,8 +626,10 @@ class Client:
             return
         if self._busy_thread == threading.get_ident():
             raise UsageError(Status.INVALID_STATE, "close() called from the status callback; call cancel() instead")
-        self.cancel()
         worker = self._worker
+        if worker is threading.current_thread():
+            raise UsageError(Status.INVALID_STATE, "close() called from a log handler during a library call")
+        self.cancel()
         if worker is not None and worker.is_alive():
             worker.join()  # a cancelled C call returns within milliseconds
         with self._op_lock, self._handle_lock:
