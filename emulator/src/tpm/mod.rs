@@ -15,8 +15,9 @@ mod crypto;
 mod identity;
 mod marshal;
 mod public;
+pub mod swtpm;
 #[cfg(test)]
-mod swtpm;
+mod tests;
 
 pub use blob::{ActivationBlob, Corruption};
 pub use credential::{Protected, duplicate, make_credential};

@@ -1,7 +1,8 @@
-//! Tests against a real software TPM: swtpm (libtpms) started in a temporary state directory
-//! (a fresh EPS, so a fresh EK, every run) on ephemeral loopback ports, driven by tpm2-tools,
-//! which performs the device's side of PROTOCOL.md 5.4 on blobs this module builds.
-//! Without swtpm or tpm2-tools these tests fail and say what to install; they never pass.
+//! Test support: a real software TPM. [`Swtpm`] starts swtpm (libtpms) in a temporary state
+//! directory (a fresh EPS, so a fresh EK, every run) on ephemeral loopback ports, and drives it
+//! with tpm2-tools, which can play the device's side of PROTOCOL.md 5.4 on the blobs of this
+//! module. Used by this crate's tests and by TPM client tests. Without swtpm or tpm2-tools it
+//! panics naming the Debian packages to install: a test using it fails, never passes silently.
 
 use std::io::Write;
 use std::net::{TcpListener, TcpStream};
@@ -9,13 +10,14 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use super::*;
+use super::{ActivationBlob, RsaPublic, hex};
 
-const EK_HANDLE: &str = "0x81010001";
-const SRK_HANDLE: &str = "0x81000001";
+/// The persistent handles of PROTOCOL.md 5.4.
+pub const EK_HANDLE: &str = "0x81010001";
+pub const SRK_HANDLE: &str = "0x81000001";
 
 /// A running swtpm with its state directory; both are removed on drop.
-pub(crate) struct Swtpm {
+pub struct Swtpm {
     child: Child,
     dir: PathBuf,
     port: u16,
@@ -44,7 +46,8 @@ fn temp_dir() -> PathBuf {
 }
 
 impl Swtpm {
-    pub(crate) fn start() -> Swtpm {
+    /// Starts a fresh TPM (manufactured on first use: new EPS, so a new EK).
+    pub fn start() -> Swtpm {
         let dir = temp_dir();
         for _attempt in 0..5 {
             let Some(port) = free_port_pair() else {
@@ -92,16 +95,23 @@ impl Swtpm {
         panic!("swtpm did not start listening on 127.0.0.1 after 5 attempts");
     }
 
-    pub(crate) fn tcti(&self) -> String {
+    /// The TPM command port (the control port is the next one).
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The tpm2-tss TCTI configuration string for this TPM.
+    pub fn tcti(&self) -> String {
         format!("swtpm:host=127.0.0.1,port={}", self.port)
     }
 
-    pub(crate) fn path(&self, name: &str) -> PathBuf {
+    /// A file in this TPM's temporary directory.
+    pub fn path(&self, name: &str) -> PathBuf {
         self.dir.join(name)
     }
 
     /// Runs a tpm2-tools command against this TPM in its directory.
-    pub(crate) fn try_tool(&self, tool: &str, args: &[&str]) -> Output {
+    pub fn try_tool(&self, tool: &str, args: &[&str]) -> Output {
         match Command::new(tool)
             .args(args)
             .env("TPM2TOOLS_TCTI", self.tcti())
@@ -116,7 +126,7 @@ impl Swtpm {
     }
 
     /// Like [`Swtpm::try_tool`], panicking with the tool's stderr when it fails.
-    pub(crate) fn tool(&self, tool: &str, args: &[&str]) -> Output {
+    pub fn tool(&self, tool: &str, args: &[&str]) -> Output {
         let o = self.try_tool(tool, args);
         assert!(
             o.status.success(),
@@ -129,7 +139,7 @@ impl Swtpm {
 
     /// The device's key provisioning: EK (standard RSA template) and SRK, both persistent.
     /// Returns (EK, SRK) as the device would send them.
-    pub(crate) fn provision_ek_srk(&self) -> (RsaPublic, RsaPublic) {
+    pub fn provision_ek_srk(&self) -> (RsaPublic, RsaPublic) {
         self.tool(
             "tpm2_createek",
             &["-c", EK_HANDLE, "-G", "rsa", "-u", "ek.pub"],
@@ -154,11 +164,11 @@ impl Swtpm {
         )
     }
 
-    pub(crate) fn read(&self, name: &str) -> Vec<u8> {
+    pub fn read(&self, name: &str) -> Vec<u8> {
         std::fs::read(self.path(name)).unwrap()
     }
 
-    pub(crate) fn write(&self, name: &str, data: &[u8]) {
+    pub fn write(&self, name: &str, data: &[u8]) {
         std::fs::File::create(self.path(name))
             .and_then(|mut f| f.write_all(data))
             .unwrap();
@@ -166,11 +176,7 @@ impl Swtpm {
 
     /// The device's step 3 with tpm2-tools: ActivateCredential under a PolicySecret(endorsement)
     /// session, then Import and Load under the SRK. Returns the failing tool's name and stderr.
-    pub(crate) fn activate(
-        &self,
-        blob: &ActivationBlob,
-        tag: &str,
-    ) -> Result<(), (String, String)> {
+    pub fn activate(&self, blob: &ActivationBlob, tag: &str) -> Result<(), (String, String)> {
         // tpm2_activatecredential's input file: magic 0xBADCC0DE, version 1, then
         // TPM2B_ID_OBJECT and TPM2B_ENCRYPTED_SECRET (the format tpm2_makecredential writes).
         let mut cred = vec![0xba, 0xdc, 0xc0, 0xde, 0, 0, 0, 1];
@@ -255,7 +261,7 @@ impl Swtpm {
     }
 
     /// TPM2_HMAC(SHA-256) of `data` with the key loaded by [`Swtpm::activate`] under `tag`.
-    pub(crate) fn hmac(&self, tag: &str, data: &[u8]) -> Vec<u8> {
+    pub fn hmac(&self, tag: &str, data: &[u8]) -> Vec<u8> {
         self.write(&format!("{tag}.data"), data);
         self.tool(
             "tpm2_hmac",
@@ -280,87 +286,4 @@ impl Drop for Swtpm {
         let _ = self.child.wait();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
-}
-
-#[test]
-fn swtpm_activates_the_blob_and_its_hmac_matches() {
-    let tpm = Swtpm::start();
-    let (ek, srk) = tpm.provision_ek_srk();
-    ek.check_storage_key("EK").unwrap();
-    srk.check_storage_key("SRK").unwrap();
-    // Names as the TPM computes them (tpm2_readpublic -n).
-    assert_eq!(ek.name(), tpm.read("ek.name"));
-    assert_eq!(srk.name(), tpm.read("srk.name"));
-    assert_eq!(ek.attributes, 0x0003_00b2);
-    let reg_id = ek.registration_id();
-    assert_eq!(reg_id.len(), 52);
-    assert!(
-        reg_id
-            .bytes()
-            .all(|c| c.is_ascii_lowercase() || (b'2'..=b'7').contains(&c))
-    );
-
-    let key = HmacIdentityKey::generate().unwrap();
-    let blob = ActivationBlob::build(&ek, &srk, &key).unwrap();
-    // Through the wire form, as a device receives it.
-    use base64::Engine;
-    let wire = base64::engine::general_purpose::STANDARD
-        .decode(blob.to_base64())
-        .unwrap();
-    let received = ActivationBlob::parse(&wire).unwrap();
-    tpm.activate(&received, "id")
-        .unwrap_or_else(|(tool, err)| panic!("{tool} refused our blob: {err}"));
-    // The TPM's HMAC with the imported key equals ours, for a SAS string-to-sign and for data
-    // longer than one TPM input buffer (tpm2_hmac then uses a sequence).
-    let sr = format!("0ne00000001%2fregistrations%2f{reg_id}\n1700000000");
-    assert_eq!(tpm.hmac("id", sr.as_bytes()), key.hmac(sr.as_bytes()));
-    let long = vec![0x5au8; 3000];
-    assert_eq!(tpm.hmac("id", &long), key.hmac(&long));
-    assert!(key.verify(sr.as_bytes(), &tpm.hmac("id", sr.as_bytes())));
-
-    // A second key (the hub key of the final answer) replaces nothing in the blob format.
-    let hub = HmacIdentityKey::generate().unwrap();
-    let blob2 = ActivationBlob::build(&ek, &srk, &hub).unwrap();
-    tpm.activate(&blob2, "hub")
-        .unwrap_or_else(|(tool, err)| panic!("{tool} refused the hub blob: {err}"));
-    assert_eq!(tpm.hmac("hub", b"x"), hub.hmac(b"x"));
-    assert_ne!(tpm.hmac("hub", b"x"), key.hmac(b"x"));
-}
-
-#[test]
-fn swtpm_refuses_corrupted_blobs_and_blobs_for_another_ek() {
-    let tpm = Swtpm::start();
-    let (ek, srk) = tpm.provision_ek_srk();
-    let key = HmacIdentityKey::generate().unwrap();
-    let good = ActivationBlob::build(&ek, &srk, &key).unwrap();
-
-    let mut bad = good.clone();
-    bad.corrupt(Corruption::Credential);
-    let (tool, err) = tpm.activate(&bad, "badcred").unwrap_err();
-    assert_eq!(tool, "tpm2_activatecredential", "{err}");
-
-    let mut bad = good.clone();
-    bad.corrupt(Corruption::Duplicate);
-    let (tool, err) = tpm.activate(&bad, "baddup").unwrap_err();
-    assert_eq!(tool, "tpm2_import", "{err}");
-
-    // Protected to another TPM's EK (PROTOCOL.md V8, a real device): this TPM cannot recover
-    // the seed.
-    let other = RsaPublic::from_base64(super::public::tests::V8_EK).unwrap();
-    let foreign = ActivationBlob::build(&other, &srk, &key).unwrap();
-    let (tool, _) = tpm.activate(&foreign, "foreign").unwrap_err();
-    assert_eq!(tool, "tpm2_activatecredential");
-
-    // Bound to another object's Name: activation with this SRK fails too.
-    let mut wrong_name = good.clone();
-    let cred = make_credential(&ek, &[1u8; 16], &ek.name()).unwrap();
-    wrong_name.credential_blob = cred.blob;
-    wrong_name.encrypted_secret = cred.encrypted_seed;
-    let (tool, _) = tpm.activate(&wrong_name, "wrongname").unwrap_err();
-    assert_eq!(tool, "tpm2_activatecredential");
-
-    // The untouched blob still works on this TPM after all the refusals.
-    tpm.activate(&good, "good")
-        .unwrap_or_else(|(tool, err)| panic!("{tool}: {err}"));
-    assert_eq!(tpm.hmac("good", b"sas"), key.hmac(b"sas"));
 }
