@@ -9,6 +9,7 @@
 //!
 //! Secrets (HMAC keys, seeds, the inner wrapper key) never appear in `Debug` or errors.
 
+mod attest;
 mod blob;
 mod credential;
 mod crypto;
@@ -19,6 +20,7 @@ pub mod swtpm;
 #[cfg(test)]
 mod tests;
 
+pub use attest::{DeviceKeys, TpmService, challenge_body};
 pub use blob::{ActivationBlob, Corruption};
 pub use credential::{Protected, duplicate, make_credential};
 pub use identity::{HmacIdentityKey, IDENTITY_KEY_ATTRIBUTES};
