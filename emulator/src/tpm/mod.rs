@@ -20,6 +20,12 @@ pub mod swtpm;
 #[cfg(test)]
 mod tests;
 
+/// Fixtures for the crate's other unit tests.
+#[cfg(test)]
+pub(crate) mod tests_support {
+    pub(crate) use super::public::tests::V8_EK;
+}
+
 pub use attest::{DeviceKeys, TpmService, challenge_body};
 pub use blob::{ActivationBlob, Corruption};
 pub use credential::{Protected, duplicate, make_credential};
