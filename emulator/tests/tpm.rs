@@ -195,7 +195,29 @@ fn a_software_tpm_provisions_and_imports_the_hub_key() {
     );
     assert_eq!(r.status, 401, "the first identity key was replaced");
     dev.activate(&blob2, "id2").unwrap();
-    let (done, _) = answer(&mut c, &dev, &regid, &dev.sas("id2", &regid));
+    let sas2 = dev.sas("id2", &regid);
+    // Polls are checked too: without a SAS, or with the replaced key's, or a forged one: 401.
+    let r = c.request(
+        "PUT",
+        &reg_path(&regid),
+        &[("Authorization", &sas2), JSON],
+        Some(&dev.body(&regid)),
+    );
+    assert_eq!(r.status, 202, "{}", String::from_utf8_lossy(&r.body));
+    let op = r.json()["operationId"].as_str().unwrap().to_string();
+    for (what, auth) in [
+        ("none", None),
+        ("replaced key", Some(&sas)),
+        ("forged", Some(&forged)),
+    ] {
+        let headers: Vec<(&str, &str)> = auth
+            .map(|a| ("Authorization", a.as_str()))
+            .into_iter()
+            .collect();
+        let p = c.request("GET", &op_path(&regid, &op), &headers, None);
+        assert_eq!(p.status, 401, "poll with SAS: {what}");
+    }
+    let (done, _) = answer(&mut c, &dev, &regid, &sas2);
     assert_eq!(done.status, 200);
 
     let log = emu.log_lines().join("\n");
