@@ -159,6 +159,21 @@
 #define DPS_REGISTRATION_DISABLED 4
 
 /**
+ * The TCG default handle of the RSA endorsement key.
+ */
+#define DEFAULT_EK_HANDLE 2164326401
+
+/**
+ * The conventional handle of the storage root key.
+ */
+#define DEFAULT_SRK_HANDLE 2164260865
+
+/**
+ * Where DPS clients persist the identity (HMAC) key.
+ */
+#define DEFAULT_IDENTITY_HANDLE 2164261120
+
+/**
  * A registration client: one configuration (copied at creation), one
  * keep-alive connection, one registration at a time.
  *
@@ -418,6 +433,17 @@ typedef uint32_t dps_class;
  * The signing or HMAC callback (or PKCS#11 token, or TPM) failed or returned an unusable result.
  */
 #define DPS_ERR_SIGNER_FAILED 209
+
+/**
+ * A TPM command failed, the TPM is unreachable, or a key it should hold is missing; the
+ * message names the command and the TPM response code.
+ */
+#define DPS_ERR_TPM 220
+
+/**
+ * The TPM refused the DPS activation blob (not made for this TPM's EK and SRK, or altered).
+ */
+#define DPS_ERR_TPM_ACTIVATION_FAILED 221
 
 /**
  * The host name could not be resolved.
@@ -1238,7 +1264,7 @@ dps_status dps_derive_device_key(const char *base64_group_key,
 
 /**
  * The library version and build, for example
- * `"dps/0.1.0 (rustls 0.23.35, ring; encrypted-keys, pkcs12, tls-logs)"`, naming the
+ * `"dps/0.1.0 (rustls 0.23.46, ring; encrypted-keys, pkcs12, tls-logs)"`, naming the
  * optional features built in. Static; never NULL; thread-safe.
  */
 const char *dps_version(void);

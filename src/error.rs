@@ -113,6 +113,11 @@ status_table! {
     /// An external key (signing or HMAC callback, PKCS#11 token, TPM) failed or returned an
     /// unusable result.
     SignerFailed = 209, Credential, "the external signer (callback, token or TPM) failed";
+    /// A TPM command failed, the TPM is unreachable, or a key it should hold is missing (the
+    /// message names the command and the TPM response code).
+    Tpm = 220, Credential, "a TPM command failed or the TPM is unreachable";
+    /// The TPM refused the DPS activation blob (not made for this TPM's EK and SRK, or altered).
+    TpmActivationFailed = 221, Credential, "the TPM could not activate the DPS challenge";
 
     // 3xx: network and TLS
     /// The host name could not be resolved.

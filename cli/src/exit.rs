@@ -1,7 +1,7 @@
 //! Exit codes: stable, one per failure class (documented in `dps --help`, cli/README.md and the
 //! main README), and why a command stopped.
 
-use dps::{Error, ErrorKind};
+use dps::{Error, ErrorClass, ErrorKind};
 
 /// Success (for `lookup`: a result that is not `failed`/`disabled`).
 pub const OK: u8 = 0;
@@ -20,17 +20,17 @@ pub const FAILED: u8 = 6;
 /// The deadline (`--timeout`) passed, or the operation was cancelled.
 pub const DEADLINE: u8 = 7;
 
-/// The exit code for a library error: the one place that maps library statuses (grouped by
-/// hundreds) to exit codes.
+/// The exit code for a library error: derived from the library's class of the kind
+/// (`ErrorKind::class`, `dps_status_class` in C), the one place it is mapped.
 pub fn exit_code_for(kind: ErrorKind) -> u8 {
-    match kind.code() {
-        100..=199 => USAGE,
-        200..=299 => CREDENTIAL,
-        300..=399 => NETWORK,
-        400..=459 => REFUSED,
-        460..=499 => FAILED,
-        500..=599 => DEADLINE,
-        _ => INTERNAL,
+    match kind.class() {
+        ErrorClass::Usage => USAGE,
+        ErrorClass::Credential => CREDENTIAL,
+        ErrorClass::Network => NETWORK,
+        ErrorClass::Refused => REFUSED,
+        ErrorClass::RegistrationFailed => FAILED,
+        ErrorClass::Lifecycle => DEADLINE,
+        ErrorClass::Internal => INTERNAL,
     }
 }
 

@@ -14,12 +14,13 @@ impl log::Log for StderrLogger {
     }
     fn log(&self, r: &log::Record<'_>) {
         if self.enabled(r.metadata()) {
-            // Log lines may quote what the server sent: never raw control characters.
+            // Log lines may quote what the server sent: never raw control characters; and
+            // never a secret, whatever a dependency logged (the library's own redaction).
             eprintln!(
                 "dps: [{}] {}: {}",
                 r.level().as_str().to_ascii_lowercase(),
                 r.target(),
-                clean(&r.args().to_string())
+                clean(&dps::redact::redact(&r.args().to_string()))
             );
         }
     }

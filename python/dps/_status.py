@@ -107,6 +107,12 @@ class Status(enum.IntEnum):
     SIGNER_FAILED = 209
     """An external key (signing or HMAC callback, PKCS#11 token, TPM) failed or returned an unusable result."""
 
+    TPM = 220
+    """A TPM command failed, the TPM is unreachable, or a key it should hold is missing."""
+
+    TPM_ACTIVATION_FAILED = 221
+    """The TPM refused the DPS activation blob (not made for this TPM's EK and SRK, or altered)."""
+
     DNS = 300
     """The host name could not be resolved."""
 

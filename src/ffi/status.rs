@@ -59,6 +59,11 @@ pub const DPS_ERR_INVALID_TRUST_ANCHOR: dps_status = 207;
 pub const DPS_ERR_FILE_READ: dps_status = 208;
 /// The signing or HMAC callback (or PKCS#11 token, or TPM) failed or returned an unusable result.
 pub const DPS_ERR_SIGNER_FAILED: dps_status = 209;
+/// A TPM command failed, the TPM is unreachable, or a key it should hold is missing; the
+/// message names the command and the TPM response code.
+pub const DPS_ERR_TPM: dps_status = 220;
+/// The TPM refused the DPS activation blob (not made for this TPM's EK and SRK, or altered).
+pub const DPS_ERR_TPM_ACTIVATION_FAILED: dps_status = 221;
 /// The host name could not be resolved.
 pub const DPS_ERR_DNS: dps_status = 300;
 /// The TCP connection could not be established.
