@@ -7,26 +7,39 @@
 use std::env;
 use std::path::PathBuf;
 
+/// The version of package `name` in the Cargo.lock of this build: next to the manifest, or
+/// in an ancestor of OUT_DIR (the workspace that depends on this crate).
+fn locked_version(name: &str) -> Option<String> {
+    let manifest = PathBuf::from(env::var("CARGO_MANIFEST_DIR").ok()?);
+    let out = PathBuf::from(env::var("OUT_DIR").ok()?);
+    let lock = std::iter::once(manifest.as_path())
+        .chain(out.ancestors())
+        .map(|d| d.join("Cargo.lock"))
+        .find(|p| p.is_file())?;
+    let text = std::fs::read_to_string(lock).ok()?;
+    let needle = format!("name = \"{name}\"\nversion = \"");
+    let at = text.find(&needle)? + needle.len();
+    Some(text[at..].split('"').next()?.to_owned())
+}
+
 fn main() {
     println!("cargo:rerun-if-changed=src/ffi");
     println!("cargo:rerun-if-changed=cbindgen.toml");
     println!("cargo:rerun-if-changed=build.rs");
     println!("cargo:rerun-if-env-changed=DPS_UPDATE_HEADER");
 
-    // dps_version(): "dps/<version> (rustls 0.23, ring; <optional features>)".
-    let features: Vec<&str> = ["pkcs12", "encrypted-keys", "mozilla-roots", "tls-logs"]
-        .into_iter()
-        .filter(|f| {
-            env::var_os(format!(
-                "CARGO_FEATURE_{}",
-                f.to_uppercase().replace('-', "_")
-            ))
-            .is_some()
-        })
+    // dps_version(): "dps/<version> (rustls <version>, ring; <enabled features>)".
+    println!("cargo:rerun-if-changed=Cargo.lock");
+    let mut features: Vec<String> = env::vars()
+        .filter_map(|(k, _)| k.strip_prefix("CARGO_FEATURE_").map(str::to_owned))
+        .filter(|f| f != "DEFAULT")
+        .map(|f| f.to_lowercase().replace('_', "-"))
         .collect();
+    features.sort();
     let mut version = format!(
-        "dps/{} (rustls 0.23, ring",
-        env::var("CARGO_PKG_VERSION").unwrap()
+        "dps/{} (rustls {}, ring",
+        env::var("CARGO_PKG_VERSION").unwrap(),
+        locked_version("rustls").unwrap_or_else(|| "0.23".into())
     );
     if !features.is_empty() {
         version.push_str("; ");
@@ -59,6 +72,11 @@ fn main() {
     );
     let config =
         cbindgen::Config::from_file(crate_dir.join("cbindgen.toml")).expect("cbindgen.toml");
+    // with_after_include replaces cbindgen.toml's after_includes: keep both.
+    let after = format!(
+        "{after}{}",
+        config.after_includes.clone().unwrap_or_default()
+    );
     let bindings = match cbindgen::Builder::new()
         .with_crate(&crate_dir)
         .with_config(config)

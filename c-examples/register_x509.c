@@ -43,7 +43,7 @@ int main(void) {
     if (rc == DPS_OK && endpoint) rc = dps_config_set_endpoint(config, endpoint);
     if (rc == DPS_OK && ca_file) rc = dps_config_add_trusted_ca_file(config, ca_file);
     if (rc != DPS_OK) {
-        fprintf(stderr, "configuration: %s\n", dps_config_last_error(config));
+        fprintf(stderr, "configuration: %s\n", dps_error_message(dps_config_last_error(config)));
         goto cleanup;
     }
 

@@ -59,11 +59,13 @@ int main(void) {
     if (rc == DPS_OK && endpoint) rc = dps_config_set_endpoint(config, endpoint);
     if (rc == DPS_OK && ca_file) rc = dps_config_add_trusted_ca_file(config, ca_file);
     if (rc == DPS_OK) rc = dps_client_new(config, &client, NULL);
+    if (rc == DPS_OK) rc = dps_client_set_event_callback(client, on_status, &events);
     if (rc != DPS_OK) {
-        fprintf(stderr, "setup: %s\n", config ? dps_config_last_error(config) : dps_status_str(rc));
+        /* A setter's error is kept by the config; dps_client_new's would go to its error_out. */
+        const dps_error *setup_err = config ? dps_config_last_error(config) : NULL;
+        fprintf(stderr, "setup: %s\n", setup_err ? dps_error_message(setup_err) : dps_status_str(rc));
         goto cleanup;
     }
-    dps_client_set_status_callback(client, on_status, &events);
 
     for (;;) {
         /* ... the rest of the firmware's super-loop work goes here ... */

@@ -9,12 +9,12 @@ use std::time::{Duration, UNIX_EPOCH};
 /// An HTTP response from a server (the one network-facing parser), then the
 /// DPS JSON bodies it may carry.
 pub fn http_response(data: &[u8]) {
-    match dps::transport::parse_response(data) {
+    match dps::__fuzz::parse_response(data) {
         Ok(resp) => {
-            assert!(resp.body.len() <= dps::transport::MAX_BODY);
-            let _ = dps::protocol::wire::parse_operation(&resp.body);
-            let _ = dps::protocol::wire::parse_registration(&resp.body);
-            let _ = dps::protocol::wire::parse_error_body(&resp.body);
+            assert!(resp.body.len() <= dps::__fuzz::MAX_BODY);
+            let _ = dps::__fuzz::wire::parse_operation(&resp.body);
+            let _ = dps::__fuzz::wire::parse_registration(&resp.body);
+            let _ = dps::__fuzz::wire::parse_error_body(&resp.body);
             if let Some(ra) = resp.retry_after.as_deref() {
                 retry_after(ra.as_bytes());
             }
@@ -26,19 +26,19 @@ pub fn http_response(data: &[u8]) {
 /// DPS JSON bodies (RegistrationOperationStatus, DeviceRegistrationResult,
 /// error details).
 pub fn wire_json(data: &[u8]) {
-    if let Ok(op) = dps::protocol::wire::parse_operation(data) {
+    if let Ok(op) = dps::__fuzz::wire::parse_operation(data) {
         let _ = format!("{op:?}");
     }
-    let _ = dps::protocol::wire::parse_registration(data);
-    let _ = dps::protocol::wire::parse_error_body(data);
+    let _ = dps::__fuzz::wire::parse_registration(data);
+    let _ = dps::__fuzz::wire::parse_error_body(data);
 }
 
 /// `Retry-After` (delta seconds and the three HTTP-date forms).
 pub fn retry_after(data: &[u8]) {
     let s = String::from_utf8_lossy(data);
     let now = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
-    let _ = dps::retry::parse_retry_after(&s, now);
-    if let Some(t) = dps::retry::parse_http_date(&s) {
+    let _ = dps::__fuzz::parse_retry_after(&s, now);
+    if let Some(t) = dps::__fuzz::parse_http_date(&s) {
         // Years are 4 digits at most: no date past 9999.
         assert!(t < 253_402_300_800, "{s:?} -> {t}");
     }
@@ -49,17 +49,17 @@ pub fn retry_after(data: &[u8]) {
 pub fn sas(data: &[u8]) {
     let s = String::from_utf8_lossy(data);
     let (key, id) = s.split_once('\n').unwrap_or((&s, "dev"));
-    if let Ok(k) = dps::protocol::sas::decode_key(key) {
+    if let Ok(k) = dps::__fuzz::sas::decode_key(key) {
         assert!((16..=64).contains(&k.len()));
-        if dps::protocol::ids::validate_registration_id(id).is_ok() {
-            let derived = dps::protocol::sas::derive_device_key(&k, id);
+        if dps::__fuzz::ids::validate_registration_id(id).is_ok() {
+            let derived = dps::__fuzz::sas::derive_device_key(&k, id);
             assert_eq!(derived.len(), 44);
-            let t = dps::protocol::sas::token(&k, "0ne00000001", id, 1_700_000_000);
+            let t = dps::__fuzz::sas::token(&k, "0ne00000001", id, 1_700_000_000);
             assert!(t.starts_with("SharedAccessSignature sr="));
         }
     }
-    let _ = dps::transport::Proxy::parse(&s);
-    let _ = dps::transport::split_host_port(&s, 443);
+    let _ = dps::__fuzz::Proxy::parse(&s);
+    let _ = dps::__fuzz::split_host_port(&s, 443);
 }
 
 /// PEM: a certificate chain and a key (split at the first 0xff byte), with

@@ -23,6 +23,20 @@
 /** True when the header is at least version a.b.c. */
 #define DPS_VERSION_AT_LEAST(a, b, c) (DPS_VERSION_NUMBER >= (((a) << 16) | ((b) << 8) | (c)))
 
+/* DPS_NODISCARD marks results that must not be ignored (every dps_status). It expands to
+ * [[nodiscard]] in C++17 and C23, to warn_unused_result in GCC and Clang, and to nothing
+ * elsewhere. Define it before including this header to override. */
+#ifndef DPS_NODISCARD
+#if defined(__cplusplus) && __cplusplus >= 201703L
+#define DPS_NODISCARD [[nodiscard]]
+#elif defined(__STDC_VERSION__) && __STDC_VERSION__ >= 202311L
+#define DPS_NODISCARD [[nodiscard]]
+#elif defined(__GNUC__) || defined(__clang__)
+#define DPS_NODISCARD __attribute__((warn_unused_result))
+#else
+#define DPS_NODISCARD
+#endif
+#endif
 
 /**
  * Event: the register request (PUT) is about to be sent.
@@ -66,6 +80,33 @@
  * Use no built-in roots: only those added with `dps_config_add_trusted_ca_*`.
  */
 #define DPS_ROOTS_NONE 2
+
+/**
+ * Signature scheme `DPS_SIG_ECDSA_P256_SHA256`: ECDSA on P-256 over a 32-byte SHA-256 digest.
+ */
+#define DPS_SIG_ECDSA_P256_SHA256 1
+
+/**
+ * Signature scheme `DPS_SIG_ECDSA_P384_SHA384`: ECDSA on P-384 over a 48-byte SHA-384 digest.
+ */
+#define DPS_SIG_ECDSA_P384_SHA384 2
+
+/**
+ * Signature scheme `DPS_SIG_RSA_PKCS1_SHA256`: RSASSA-PKCS1-v1_5 over a 32-byte SHA-256
+ * digest; the callback applies the EMSA-PKCS1-v1_5 encoding (the SHA-256 DigestInfo prefix).
+ */
+#define DPS_SIG_RSA_PKCS1_SHA256 3
+
+/**
+ * Signature scheme `DPS_SIG_RSA_PSS_SHA256`: RSASSA-PSS over a 32-byte SHA-256 digest, with
+ * MGF1-SHA-256 and a 32-byte salt.
+ */
+#define DPS_SIG_RSA_PSS_SHA256 4
+
+/**
+ * The largest signature the library accepts from a signing callback (RSA-8192).
+ */
+#define DPS_SIGNATURE_MAX 1024
 
 /**
  * Log level: errors.
@@ -118,18 +159,37 @@
 #define DPS_REGISTRATION_DISABLED 4
 
 /**
+ * The TCG default handle of the RSA endorsement key.
+ */
+#define DEFAULT_EK_HANDLE 2164326401
+
+/**
+ * The conventional handle of the storage root key.
+ */
+#define DEFAULT_SRK_HANDLE 2164260865
+
+/**
+ * Where DPS clients persist the identity (HMAC) key.
+ */
+#define DEFAULT_IDENTITY_HANDLE 2164261120
+
+/**
  * A registration client: one configuration (copied at creation), one
  * keep-alive connection, one registration at a time.
  *
  * Methods: `dps_client_new`, `dps_client_register`, `dps_client_step`,
- * `dps_client_lookup`, `dps_client_cancel`, `dps_client_set_status_callback`,
+ * `dps_client_lookup`, `dps_client_cancel`, `dps_client_set_event_callback`,
  * `dps_client_last_error`, `dps_client_connection_string`,
- * `dps_client_registration_id`,
+ * `dps_client_iot_hub_sas_token`, `dps_client_registration_id`,
  * `dps_client_free`.
  *
- * Thread safety: a client must not be used by two threads at once (calls
- * are serialized by an internal lock if they are), but may be moved between
- * threads. `dps_client_cancel` is the exception: any thread, any time.
+ * Thread safety: a client is driven by one thread at a time and may move
+ * between threads. A driving call (`register`, `step`, `lookup`,
+ * `set_event_callback`) made while another driving call on the same client is
+ * in progress, on another thread or from one of its callbacks, returns
+ * `DPS_ERR_INVALID_STATE` at once instead of waiting. The getters
+ * (`last_error`, `connection_string`, `iot_hub_sas_token`, `registration_id`)
+ * and `dps_client_cancel` never wait: any thread, any time, callbacks included.
  */
 typedef struct dps_client dps_client;
 
@@ -143,7 +203,10 @@ typedef struct dps_client dps_client;
  *
  * Thread safety: setters must not run concurrently with any other use of
  * the same config. Once configured, a config may be read (by `dps_register`
- * and `dps_client_new`) from any number of threads at once.
+ * and `dps_client_new`) from any number of threads at once. A call on a config
+ * made while a setter of the same config is running (from a signing callback
+ * called by `dps_config_set_x509_signer`, say) returns `DPS_ERR_INVALID_STATE`
+ * (`dps_config_last_error`: NULL) instead of touching it.
  */
 typedef struct dps_config dps_config;
 
@@ -178,18 +241,65 @@ typedef struct dps_registration dps_registration;
 typedef uint32_t dps_status;
 
 /**
- * Progress callback. `userdata` is what was given with the callback;
- * `event` is a `DPS_EVENT_*` value; `wait_ms` is the coming wait for
+ * Event callback: progress of a registration. `userdata` is what was given with the
+ * callback; `event` is a `DPS_EVENT_*` value; `wait_ms` is the coming wait for
  * `ASSIGNING` and `RETRYING` (else 0); `cause` is the failure status for
  * `RETRYING` and `FAILED` (else `DPS_OK`). Runs on the thread that called
  * into the client, inside that call. It must return normally (no longjmp, no
- * C++ exception) and must not call functions on the same client, except
- * `dps_client_cancel`.
+ * C++ exception). On the same client it may call `dps_client_cancel` and the
+ * getters (`dps_client_last_error` gives the previous call's error); driving
+ * calls (`register`, `step`, `lookup`, `set_event_callback`) return
+ * `DPS_ERR_INVALID_STATE`. Other clients and configs may be used freely.
  */
-typedef void (*dps_status_callback)(void *userdata,
-                                    uint32_t event,
-                                    uint32_t wait_ms,
-                                    dps_status cause);
+typedef void (*dps_event_callback)(void *userdata,
+                                   uint32_t event,
+                                   uint32_t wait_ms,
+                                   dps_status cause);
+
+/**
+ * Signs a digest with a private key the library never sees (a secure element, an HSM, a
+ * signing service).
+ *
+ * - `userdata`: the pointer given with the callback.
+ * - `scheme`: one of `DPS_SIG_*`; decided by the certificate's key type (and, for RSA, by
+ *   what the server offers and what this callback was seen to produce).
+ * - `digest`, `digest_len`: the hash of the message (32 bytes for SHA-256, 48 for SHA-384);
+ *   the library hashes, the callback only signs. Valid during the call only.
+ * - `sig`, `sig_cap`: where to write the signature (`sig_cap` is `DPS_SIGNATURE_MAX`).
+ *   ECDSA: raw `r || s` (each big-endian, padded to the curve size: 64 bytes for P-256, 96 for
+ *   P-384) or a DER `ECDSA-Sig-Value`; the library accepts both and sends DER. RSA: the
+ *   signature, as long as the modulus.
+ * - `sig_len`: receives the number of bytes written.
+ *
+ * Return 0 on success, anything else on failure (the value is quoted in the error, whose
+ * status is `DPS_ERR_SIGNER_FAILED`). Called on the thread that called the library function
+ * (`dps_config_set_x509_signer` for the check, then `dps_register`, `dps_client_register`,
+ * `dps_client_step`, `dps_client_lookup` for each TLS handshake). It may block (the deadline
+ * keeps running). It is called concurrently when clients made from the same config run on
+ * several threads. It must not call back into the client or config that is calling it (such
+ * calls return `DPS_ERR_INVALID_STATE`); other library functions may be called.
+ */
+typedef int32_t (*dps_sign_callback)(void *userdata,
+                                     uint32_t scheme,
+                                     const uint8_t *digest,
+                                     size_t digest_len,
+                                     uint8_t *sig,
+                                     size_t sig_cap,
+                                     size_t *sig_len);
+
+/**
+ * Computes HMAC-SHA256 with a symmetric key the library never sees.
+ *
+ * - `data`, `len`: the SAS string-to-sign (`<url-encoded resource>\n<expiry>`); valid during
+ *   the call only.
+ * - `mac`: receives the 32-byte HMAC-SHA256.
+ *
+ * Return 0 on success, anything else on failure (`DPS_ERR_SIGNER_FAILED`). Called on the
+ * thread that called the library, once per SAS token (tokens are cached until close to
+ * expiry) and by `dps_client_iot_hub_sas_token`. Threading and re-entrancy as
+ * `dps_sign_callback`.
+ */
+typedef int32_t (*dps_hmac_callback)(void *userdata, const uint8_t *data, size_t len, uint8_t *mac);
 
 /**
  * Log callback. `level` is a `DPS_LOG_*` value; `message` is a NUL-terminated
@@ -198,6 +308,11 @@ typedef void (*dps_status_callback)(void *userdata,
  * into the library, concurrently: it must be thread-safe and return normally.
  */
 typedef void (*dps_log_callback)(void *userdata, uint32_t level, const char *message);
+
+/**
+ * The class of a status (`dps_status_class`): what a caller can do about it.
+ */
+typedef uint32_t dps_class;
 
 /**
  * Success.
@@ -313,6 +428,22 @@ typedef void (*dps_log_callback)(void *userdata, uint32_t level, const char *mes
  * A file could not be read.
  */
 #define DPS_ERR_FILE_READ 208
+
+/**
+ * The signing or HMAC callback (or PKCS#11 token, or TPM) failed or returned an unusable result.
+ */
+#define DPS_ERR_SIGNER_FAILED 209
+
+/**
+ * A TPM command failed, the TPM is unreachable, or a key it should hold is missing; the
+ * message names the command and the TPM response code.
+ */
+#define DPS_ERR_TPM 220
+
+/**
+ * The TPM refused the DPS activation blob (not made for this TPM's EK and SRK, or altered).
+ */
+#define DPS_ERR_TPM_ACTIVATION_FAILED 221
 
 /**
  * The host name could not be resolved.
@@ -439,6 +570,46 @@ typedef void (*dps_log_callback)(void *userdata, uint32_t level, const char *mes
  */
 #define DPS_ERR_INTERNAL 901
 
+/**
+ * `DPS_OK` and `DPS_PENDING`: not a failure.
+ */
+#define DPS_CLASS_NONE 0
+
+/**
+ * 1xx: a bad argument or configuration; nothing was sent. Fix the call.
+ */
+#define DPS_CLASS_USAGE 1
+
+/**
+ * 2xx: a key, certificate, password, token or trust anchor is unusable. Fix the credential.
+ */
+#define DPS_CLASS_CREDENTIAL 2
+
+/**
+ * 3xx: DNS, TCP, TLS, proxy, or a malformed or oversized answer. Often transient.
+ */
+#define DPS_CLASS_NETWORK 3
+
+/**
+ * 400-459: DPS refused the request (see the HTTP status and DPS errorCode).
+ */
+#define DPS_CLASS_REFUSED 4
+
+/**
+ * 460-499: the registration ended `failed`, or the enrollment is disabled.
+ */
+#define DPS_CLASS_REGISTRATION_FAILED 5
+
+/**
+ * 5xx: the deadline passed or the registration was cancelled.
+ */
+#define DPS_CLASS_LIFECYCLE 6
+
+/**
+ * 9xx, and any code this library does not know: internal failure.
+ */
+#define DPS_CLASS_INTERNAL 9
+
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
@@ -456,6 +627,7 @@ extern "C" {
  * `DPS_ERR_INVALID_CERTIFICATE` (CN differs from the registration ID) or
  * `DPS_ERR_INVALID_TRUST_ANCHOR` (no roots). Thread-safe for distinct `out`.
  */
+DPS_NODISCARD
 dps_status dps_client_new(const struct dps_config *config,
                           struct dps_client **out,
                           struct dps_error **error_out);
@@ -481,7 +653,9 @@ void dps_client_free(struct dps_client *client);
  * the detail is available from `dps_client_last_error`. The client stays
  * usable: a later call starts a new registration.
  */
-dps_status dps_client_register(struct dps_client *client, struct dps_registration **out);
+DPS_NODISCARD
+dps_status dps_client_register(struct dps_client *client,
+                               struct dps_registration **out);
 
 /**
  * Advances a registration by at most one HTTP exchange, without sleeping:
@@ -497,6 +671,7 @@ dps_status dps_client_register(struct dps_client *client, struct dps_registratio
  * starts a new one). Network I/O inside one call is bounded by the request
  * timeout and the deadline.
  */
+DPS_NODISCARD
 dps_status dps_client_step(struct dps_client *client,
                            uint32_t *wait_ms,
                            struct dps_registration **out);
@@ -511,7 +686,9 @@ dps_status dps_client_step(struct dps_client *client,
  *
  * Errors as `dps_client_register`; detail from `dps_client_last_error`.
  */
-dps_status dps_client_lookup(struct dps_client *client, struct dps_registration **out);
+DPS_NODISCARD
+dps_status dps_client_lookup(struct dps_client *client,
+                             struct dps_registration **out);
 
 /**
  * Cancels the registration or lookup in progress on `client`: a blocking
@@ -523,19 +700,24 @@ dps_status dps_client_lookup(struct dps_client *client, struct dps_registration 
 void dps_client_cancel(const struct dps_client *client);
 
 /**
- * Sets (or, with a NULL `callback`, clears) the progress callback.
- * `userdata` is passed back as the first argument and is not touched
- * otherwise; it must stay valid while the callback is set. Returns `DPS_OK`
- * or `DPS_ERR_NULL_ARGUMENT`.
+ * Sets (or, with a NULL `callback`, clears) the event callback (see
+ * `dps_event_callback`). `userdata` is passed back as the first argument and
+ * is not touched otherwise; it must stay valid while the callback is set.
+ * Returns `DPS_OK`, `DPS_ERR_NULL_ARGUMENT`, or `DPS_ERR_INVALID_STATE` when
+ * called during a driving call on the same client (from its own callback, or
+ * another thread).
  */
-dps_status dps_client_set_status_callback(struct dps_client *client,
-                                          dps_status_callback callback,
-                                          void *userdata);
+DPS_NODISCARD
+dps_status dps_client_set_event_callback(struct dps_client *client,
+                                         dps_event_callback callback,
+                                         void *userdata);
 
 /**
- * The error of the last failed call on this client, or NULL if it
- * succeeded (or `client` is NULL). Borrowed: valid until the next call on
- * this client or its free; do not pass it to `dps_error_free`.
+ * The error of the last completed driving call on this client, or NULL if it
+ * succeeded (or `client` is NULL). Never waits: while a call runs (on another
+ * thread, or inside its callbacks) it returns the previous call's error.
+ * Borrowed: valid until the next driving call on this client returns, or the
+ * client is freed; do not pass it to `dps_error_free`.
  */
 const struct dps_error *dps_client_last_error(const struct dps_client *client);
 
@@ -554,8 +736,33 @@ const struct dps_error *dps_client_last_error(const struct dps_client *client);
  * Returns `DPS_OK`, `DPS_ERR_NULL_ARGUMENT`, `DPS_ERR_INVALID_STATE` (no hub
  * or device ID in `reg`) or `DPS_ERR_BUFFER_TOO_SMALL`.
  */
+DPS_NODISCARD
 dps_status dps_client_connection_string(const struct dps_client *client,
                                         const struct dps_registration *reg,
+                                        char *buf,
+                                        size_t cap,
+                                        size_t *out_len);
+
+/**
+ * Makes the SAS token the device presents to its IoT hub after provisioning:
+ * `SharedAccessSignature sr=<hub>%2Fdevices%2F<deviceId>&sig=...&se=<expiry_unix>`, signed
+ * with this client's symmetric key wherever it lives (in memory, the derived group key, or
+ * an HMAC callback, which is called during this function). The hub and device ID come from
+ * `reg`. The token is a secret until it expires.
+ *
+ * - `expiry_unix`: the token's expiry, seconds since 1970 (UTC).
+ * - `buf`, `cap`, `out_len`: as `dps_client_connection_string`.
+ *
+ * Returns `DPS_OK`, `DPS_ERR_NULL_ARGUMENT`, `DPS_ERR_INVALID_STATE` (no hub or device ID in
+ * `reg`), `DPS_ERR_UNSUPPORTED` (an X.509 credential: the hub authenticates the certificate),
+ * `DPS_ERR_SIGNER_FAILED` (the HMAC callback failed) or `DPS_ERR_BUFFER_TOO_SMALL`. Never
+ * waits for a registration running on another thread; may be called from the client's
+ * event callback.
+ */
+DPS_NODISCARD
+dps_status dps_client_iot_hub_sas_token(const struct dps_client *client,
+                                        const struct dps_registration *reg,
+                                        uint64_t expiry_unix,
                                         char *buf,
                                         size_t cap,
                                         size_t *out_len);
@@ -580,6 +787,7 @@ const char *dps_client_registration_id(const struct dps_client *client);
  * over the same connection. Thread-safe: several threads may call it with
  * the same config at once.
  */
+DPS_NODISCARD
 dps_status dps_register(const struct dps_config *config,
                         struct dps_registration **out,
                         struct dps_error **error_out);
@@ -600,6 +808,7 @@ dps_status dps_register(const struct dps_config *config,
  * `DPS_ERR_INVALID_ID_SCOPE` or `DPS_ERR_INVALID_REGISTRATION_ID`; `*out` is
  * untouched on failure. Thread-safe.
  */
+DPS_NODISCARD
 dps_status dps_config_new(const char *id_scope,
                           const char *registration_id,
                           struct dps_config **out);
@@ -612,11 +821,14 @@ dps_status dps_config_new(const char *id_scope,
 void dps_config_free(struct dps_config *config);
 
 /**
- * The message of the last failed setter on this config, or NULL if the last
- * setter succeeded. Borrowed: valid until the next call on this config or
- * its free. Never contains secrets.
+ * The error of the last failed setter on this config (read it with
+ * `dps_error_message`, `dps_error_status`, ...), or NULL if the last setter
+ * succeeded, `config` is NULL, or a setter of this config is running (a
+ * re-entrant call from its callback). Borrowed, like `dps_client_last_error`:
+ * valid until the next setter on this config or its free; never pass it to
+ * `dps_error_free`. Never contains secrets.
  */
-const char *dps_config_last_error(const struct dps_config *config);
+const struct dps_error *dps_config_last_error(const struct dps_config *config);
 
 /**
  * Authenticates with an individual enrollment's symmetric key (base64, 16-64
@@ -626,7 +838,9 @@ const char *dps_config_last_error(const struct dps_config *config);
  * Returns `DPS_OK`, `DPS_ERR_NULL_ARGUMENT`, `DPS_ERR_INVALID_UTF8` or
  * `DPS_ERR_INVALID_KEY`. Not thread-safe on the same config.
  */
-dps_status dps_config_set_symmetric_key(struct dps_config *config, const char *base64_key);
+DPS_NODISCARD
+dps_status dps_config_set_symmetric_key(struct dps_config *config,
+                                        const char *base64_key);
 
 /**
  * Authenticates with an enrollment group key (base64): the device key is
@@ -637,7 +851,9 @@ dps_status dps_config_set_symmetric_key(struct dps_config *config, const char *b
  * Returns `DPS_OK`, `DPS_ERR_NULL_ARGUMENT`, `DPS_ERR_INVALID_UTF8` or
  * `DPS_ERR_INVALID_KEY`. Not thread-safe on the same config.
  */
-dps_status dps_config_set_group_key(struct dps_config *config, const char *base64_group_key);
+DPS_NODISCARD
+dps_status dps_config_set_group_key(struct dps_config *config,
+                                    const char *base64_group_key);
 
 /**
  * Authenticates with an X.509 certificate chain and private key, in PEM.
@@ -655,6 +871,7 @@ dps_status dps_config_set_group_key(struct dps_config *config, const char *base6
  * `DPS_ERR_KEY_PASSWORD` or `DPS_ERR_KEY_MISMATCH`. Not thread-safe on the
  * same config.
  */
+DPS_NODISCARD
 dps_status dps_config_set_x509_pem(struct dps_config *config,
                                    const char *cert_chain_pem,
                                    const char *key_pem,
@@ -664,6 +881,7 @@ dps_status dps_config_set_x509_pem(struct dps_config *config,
  * Like `dps_config_set_x509_pem`, reading the PEM files at these paths
  * (read once, during this call). Also returns `DPS_ERR_FILE_READ`.
  */
+DPS_NODISCARD
 dps_status dps_config_set_x509_pem_files(struct dps_config *config,
                                          const char *cert_chain_path,
                                          const char *key_path,
@@ -681,6 +899,7 @@ dps_status dps_config_set_x509_pem_files(struct dps_config *config,
  * `DPS_ERR_UNSUPPORTED` when the library was built without the `pkcs12`
  * feature. Not thread-safe on the same config.
  */
+DPS_NODISCARD
 dps_status dps_config_set_pkcs12(struct dps_config *config,
                                  const uint8_t *der,
                                  size_t len,
@@ -690,6 +909,7 @@ dps_status dps_config_set_pkcs12(struct dps_config *config,
  * Like `dps_config_set_pkcs12`, reading the file at `path` (once, during
  * this call). Also returns `DPS_ERR_FILE_READ`.
  */
+DPS_NODISCARD
 dps_status dps_config_set_pkcs12_file(struct dps_config *config,
                                       const char *path,
                                       const char *password);
@@ -700,7 +920,7 @@ dps_status dps_config_set_pkcs12_file(struct dps_config *config,
  * `DPS_ERR_NULL_ARGUMENT`, `DPS_ERR_INVALID_UTF8` or
  * `DPS_ERR_INVALID_PAYLOAD`. Not thread-safe on the same config.
  */
-dps_status dps_config_set_payload_json(struct dps_config *config, const char *json);
+DPS_NODISCARD dps_status dps_config_set_payload_json(struct dps_config *config, const char *json);
 
 /**
  * Sets the DPS endpoint, `host` or `host:port` (default
@@ -709,20 +929,22 @@ dps_status dps_config_set_payload_json(struct dps_config *config, const char *js
  * Returns `DPS_OK`, `DPS_ERR_NULL_ARGUMENT`, `DPS_ERR_INVALID_UTF8` or
  * `DPS_ERR_INVALID_ENDPOINT`. Not thread-safe on the same config.
  */
-dps_status dps_config_set_endpoint(struct dps_config *config, const char *host_port);
+DPS_NODISCARD dps_status dps_config_set_endpoint(struct dps_config *config, const char *host_port);
 
 /**
  * Overrides the `api-version` query parameter (default `2021-06-01`).
  * Copied. Returns `DPS_OK`, `DPS_ERR_NULL_ARGUMENT`, `DPS_ERR_INVALID_UTF8`
  * or `DPS_ERR_INVALID_ARGUMENT`. Not thread-safe on the same config.
  */
-dps_status dps_config_set_api_version(struct dps_config *config, const char *api_version);
+DPS_NODISCARD
+dps_status dps_config_set_api_version(struct dps_config *config,
+                                      const char *api_version);
 
 /**
  * Adds `forceRegistration=true` to the register request when `force` is
  * true. Returns `DPS_OK` or `DPS_ERR_NULL_ARGUMENT`.
  */
-dps_status dps_config_set_force_registration(struct dps_config *config, bool force);
+DPS_NODISCARD dps_status dps_config_set_force_registration(struct dps_config *config, bool force);
 
 /**
  * Adds trusted root certificates (one or more PEM blocks) for verifying the
@@ -731,13 +953,15 @@ dps_status dps_config_set_force_registration(struct dps_config *config, bool for
  * `DPS_ERR_NULL_ARGUMENT`, `DPS_ERR_INVALID_UTF8` or
  * `DPS_ERR_INVALID_TRUST_ANCHOR`. Not thread-safe on the same config.
  */
-dps_status dps_config_add_trusted_ca_pem(struct dps_config *config, const char *pem);
+DPS_NODISCARD dps_status dps_config_add_trusted_ca_pem(struct dps_config *config, const char *pem);
 
 /**
  * Like `dps_config_add_trusted_ca_pem`, reading the PEM file at `path`.
  * Also returns `DPS_ERR_FILE_READ`.
  */
-dps_status dps_config_add_trusted_ca_file(struct dps_config *config, const char *path);
+DPS_NODISCARD
+dps_status dps_config_add_trusted_ca_file(struct dps_config *config,
+                                          const char *path);
 
 /**
  * Chooses the built-in roots: `DPS_ROOTS_AZURE` (default),
@@ -746,7 +970,7 @@ dps_status dps_config_add_trusted_ca_file(struct dps_config *config, const char 
  * `DPS_ERR_UNSUPPORTED` (`DPS_ROOTS_MOZILLA` without the `mozilla-roots`
  * feature).
  */
-dps_status dps_config_set_default_roots(struct dps_config *config, uint32_t roots);
+DPS_NODISCARD dps_status dps_config_set_default_roots(struct dps_config *config, uint32_t roots);
 
 /**
  * Sends all traffic through an HTTP CONNECT proxy,
@@ -755,7 +979,7 @@ dps_status dps_config_set_default_roots(struct dps_config *config, uint32_t root
  * credentials are zeroized on free and never logged. Returns `DPS_OK`,
  * `DPS_ERR_NULL_ARGUMENT`, `DPS_ERR_INVALID_UTF8` or `DPS_ERR_INVALID_PROXY`.
  */
-dps_status dps_config_set_proxy(struct dps_config *config, const char *url);
+DPS_NODISCARD dps_status dps_config_set_proxy(struct dps_config *config, const char *url);
 
 /**
  * Opts in to `HTTPS_PROXY` / `https_proxy`, honouring `NO_PROXY`; reads the
@@ -763,55 +987,109 @@ dps_status dps_config_set_proxy(struct dps_config *config, const char *url);
  * environment is ignored. Returns `DPS_OK` (also when no proxy applies),
  * `DPS_ERR_NULL_ARGUMENT` or `DPS_ERR_INVALID_PROXY`.
  */
-dps_status dps_config_use_proxy_from_env(struct dps_config *config);
+DPS_NODISCARD dps_status dps_config_use_proxy_from_env(struct dps_config *config);
 
 /**
  * Sets the overall deadline of one registration in milliseconds (default
  * 300000), covering every request, wait and retry. Returns `DPS_OK`,
  * `DPS_ERR_NULL_ARGUMENT` or `DPS_ERR_INVALID_ARGUMENT` (0).
  */
-dps_status dps_config_set_timeout_ms(struct dps_config *config, uint32_t deadline_ms);
+DPS_NODISCARD dps_status dps_config_set_timeout_ms(struct dps_config *config, uint32_t deadline_ms);
 
 /**
  * Sets the per-request timeout in milliseconds: connect, TLS handshake and
  * the whole response (default 30000). Returns `DPS_OK`,
  * `DPS_ERR_NULL_ARGUMENT` or `DPS_ERR_INVALID_ARGUMENT` (0).
  */
-dps_status dps_config_set_request_timeout_ms(struct dps_config *config, uint32_t timeout_ms);
+DPS_NODISCARD
+dps_status dps_config_set_request_timeout_ms(struct dps_config *config,
+                                             uint32_t timeout_ms);
 
 /**
  * Sets the SAS token lifetime in seconds (default 3600); tokens are renewed
  * when a tenth of it (at least 30 s) remains. Returns `DPS_OK`,
  * `DPS_ERR_NULL_ARGUMENT` or `DPS_ERR_INVALID_ARGUMENT` (0).
  */
-dps_status dps_config_set_sas_ttl_s(struct dps_config *config, uint32_t ttl_s);
+DPS_NODISCARD dps_status dps_config_set_sas_ttl_s(struct dps_config *config, uint32_t ttl_s);
 
 /**
  * Sets the exponential backoff bounds for retries when DPS sends no
  * `Retry-After` (default 1000 to 60000 ms, with jitter). Returns `DPS_OK`,
  * `DPS_ERR_NULL_ARGUMENT` or `DPS_ERR_INVALID_ARGUMENT` (min > max).
  */
-dps_status dps_config_set_backoff_ms(struct dps_config *config, uint32_t min_ms, uint32_t max_ms);
+DPS_NODISCARD
+dps_status dps_config_set_backoff_ms(struct dps_config *config,
+                                     uint32_t min_ms,
+                                     uint32_t max_ms);
 
 /**
  * Sets the poll interval used when DPS sends no `Retry-After` (default 2000
  * ms). Returns `DPS_OK` or `DPS_ERR_NULL_ARGUMENT`.
  */
-dps_status dps_config_set_poll_interval_ms(struct dps_config *config, uint32_t interval_ms);
+DPS_NODISCARD
+dps_status dps_config_set_poll_interval_ms(struct dps_config *config,
+                                           uint32_t interval_ms);
 
 /**
  * Caps the `Retry-After` the client honours, in milliseconds (default
  * 300000): a longer one is shortened to this. The registration deadline
  * still applies. Returns `DPS_OK` or `DPS_ERR_NULL_ARGUMENT`.
  */
-dps_status dps_config_set_max_retry_after_ms(struct dps_config *config, uint32_t max_ms);
+DPS_NODISCARD
+dps_status dps_config_set_max_retry_after_ms(struct dps_config *config,
+                                             uint32_t max_ms);
 
 /**
  * Appends text (at most 128 printable characters) to the User-Agent, for
  * example a firmware version. Copied. Returns `DPS_OK`,
  * `DPS_ERR_NULL_ARGUMENT`, `DPS_ERR_INVALID_UTF8` or `DPS_ERR_INVALID_ARGUMENT`.
  */
-dps_status dps_config_set_user_agent_suffix(struct dps_config *config, const char *suffix);
+DPS_NODISCARD
+dps_status dps_config_set_user_agent_suffix(struct dps_config *config,
+                                            const char *suffix);
+
+/**
+ * Authenticates with an X.509 certificate chain whose private key is held outside the
+ * library, behind `callback`.
+ *
+ * - `cert_chain_pem`: the device certificate first, then intermediates (PEM); copied.
+ * - `callback`, `userdata`: see `dps_sign_callback`. Both must stay valid until the config
+ *   and every client made from it are freed (clients and `dps_register` keep a reference).
+ *
+ * Before returning, the library asks the callback for one signature over a fresh random
+ * message and verifies it against the leaf certificate's public key: a callback that does not
+ * hold the certificate's key gives `DPS_ERR_KEY_MISMATCH` here, not a TLS alert later. For RSA
+ * both PSS and PKCS#1 v1.5 are tried; those the callback produces are offered in TLS.
+ * Replaces any previous credential. The registration ID defaults to the leaf's CN.
+ *
+ * Returns `DPS_OK`, `DPS_ERR_NULL_ARGUMENT` (config, chain or callback NULL),
+ * `DPS_ERR_INVALID_UTF8`, `DPS_ERR_INVALID_CERTIFICATE`, `DPS_ERR_INVALID_PRIVATE_KEY`
+ * (a key type external signers do not support), `DPS_ERR_KEY_MISMATCH` or
+ * `DPS_ERR_SIGNER_FAILED` (the callback failed or returned a malformed signature); the
+ * message is in `dps_config_last_error`. Not thread-safe on the same config; the callback
+ * is called on this thread during the call.
+ */
+DPS_NODISCARD
+dps_status dps_config_set_x509_signer(struct dps_config *config,
+                                      const char *cert_chain_pem,
+                                      dps_sign_callback callback,
+                                      void *userdata);
+
+/**
+ * Authenticates with a symmetric key held outside the library: every SAS signature is
+ * computed by `callback` (see `dps_hmac_callback`). For an individual enrollment the
+ * callback holds the enrollment key; for a group enrollment it holds the device key derived
+ * at the factory (`dps_derive_device_key`). `userdata` and the callback must stay valid until
+ * the config and every client made from it are freed. Nothing is called during this function.
+ * `dps_client_connection_string` cannot hold such a key (`DPS_ERR_UNSUPPORTED`); use
+ * `dps_client_iot_hub_sas_token`. Replaces any previous credential.
+ *
+ * Returns `DPS_OK` or `DPS_ERR_NULL_ARGUMENT`. Not thread-safe on the same config.
+ */
+DPS_NODISCARD
+dps_status dps_config_set_hmac_callback(struct dps_config *config,
+                                        dps_hmac_callback callback,
+                                        void *userdata);
 
 /**
  * Sets the process-wide log callback (the library logs through Rust's `log`
@@ -823,9 +1101,15 @@ dps_status dps_config_set_user_agent_suffix(struct dps_config *config, const cha
  *
  * Returns `DPS_OK`, `DPS_ERR_INVALID_ARGUMENT` (`max_level` > 5) or
  * `DPS_ERR_INVALID_STATE` when another `log` logger was already installed in
- * this process by other Rust code. Thread-safe.
+ * this process by other Rust code. Thread-safe. May be called from inside the log
+ * callback (to replace or disable it); lines the library logs while the callback runs
+ * on the same thread are dropped. A callback replaced while another thread is inside it
+ * finishes that call: keep the old `userdata` valid until such calls have returned.
  */
-dps_status dps_set_log_callback(dps_log_callback callback, void *userdata, uint32_t max_level);
+DPS_NODISCARD
+dps_status dps_set_log_callback(dps_log_callback callback,
+                                void *userdata,
+                                uint32_t max_level);
 
 /**
  * The status: `DPS_REGISTRATION_ASSIGNED` after a successful registration;
@@ -912,7 +1196,7 @@ void dps_registration_free(struct dps_registration *reg);
 /**
  * The status code of the error; `DPS_ERR_NULL_ARGUMENT` for NULL.
  */
-dps_status dps_error_status(const struct dps_error *err);
+DPS_NODISCARD dps_status dps_error_status(const struct dps_error *err);
 
 /**
  * A one-line message with the HTTP status, DPS errorCode and trackingId when
@@ -942,7 +1226,7 @@ const char *dps_error_tracking_id(const struct dps_error *err);
  * unreachable" from "DPS kept throttling". `DPS_OK` when there is none or
  * `err` is NULL.
  */
-dps_status dps_error_cause_status(const struct dps_error *err);
+DPS_NODISCARD dps_status dps_error_cause_status(const struct dps_error *err);
 
 /**
  * Whether trying again later could succeed (network, throttling, server
@@ -971,6 +1255,7 @@ void dps_error_free(struct dps_error *err);
  * `DPS_ERR_INVALID_KEY`, `DPS_ERR_INVALID_REGISTRATION_ID` or
  * `DPS_ERR_BUFFER_TOO_SMALL`. Thread-safe.
  */
+DPS_NODISCARD
 dps_status dps_derive_device_key(const char *base64_group_key,
                                  const char *registration_id,
                                  char *buf,
@@ -979,7 +1264,7 @@ dps_status dps_derive_device_key(const char *base64_group_key,
 
 /**
  * The library version and build, for example
- * `"dps/0.1.0 (rustls 0.23, ring; pkcs12, encrypted-keys, tls-logs)"`, naming the
+ * `"dps/0.1.0 (rustls 0.23.46, ring; encrypted-keys, pkcs12, tls-logs)"`, naming the
  * optional features built in. Static; never NULL; thread-safe.
  */
 const char *dps_version(void);
@@ -989,6 +1274,13 @@ const char *dps_version(void);
  * the header's `DPS_VERSION_NUMBER` to detect a header/library mismatch.
  */
 uint32_t dps_version_number(void);
+
+/**
+ * The class of `status` (`DPS_CLASS_*`): `DPS_CLASS_NONE` for `DPS_OK` and `DPS_PENDING`,
+ * `DPS_CLASS_INTERNAL` for codes this library does not know. Never fails; thread-safe; may be
+ * called from any callback.
+ */
+dps_class dps_status_class(dps_status status);
 
 /**
  * A static, NUL-terminated description of `status`. Never NULL; unknown

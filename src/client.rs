@@ -341,20 +341,13 @@ impl Client {
         body: Option<&[u8]>,
         until: Instant,
     ) -> Result<Response> {
-        let token: Option<Zeroizing<String>> = match &self.config.credential {
-            Credential::SymmetricKey(k) => Some(Zeroizing::new(
-                self.tokens
-                    .get(
-                        k,
-                        &self.config.id_scope,
-                        &self.config.registration_id,
-                        self.config.sas_ttl,
-                        SystemTime::now(),
-                    )
-                    .to_owned(),
-            )),
-            Credential::X509(_) => None,
-        };
+        let token = self.config.credential.authorization(
+            &mut self.tokens,
+            &self.config.id_scope,
+            &self.config.registration_id,
+            self.config.sas_ttl,
+            SystemTime::now(),
+        )?;
         let req = Request {
             method,
             path,
@@ -413,8 +406,11 @@ impl Client {
             }
             Err(e) => return Outcome::Fail(e),
         };
-        let sas = matches!(cfg.credential, Credential::SymmetricKey(_));
-        match retry::classify(resp.status, polling.is_some(), sas) {
+        match retry::classify(
+            resp.status,
+            polling.is_some(),
+            cfg.credential.fresh_token_on_401(),
+        ) {
             retry::Action::Proceed => self.operation_outcome(&resp),
             retry::Action::Retry => Outcome::Retry {
                 retry_after: self.retry_after(&resp),
@@ -642,30 +638,46 @@ fn service_error(resp: &Response) -> Error {
     e
 }
 
-/// Formats the IoT Hub connection string the device uses next:
-/// `HostName=<hub>;DeviceId=<id>;SharedAccessKey=<key>` for symmetric keys,
-/// `HostName=<hub>;DeviceId=<id>;x509=true` for certificates. The result holds
-/// a secret for symmetric keys and is zeroized on drop.
+/// Formats the IoT Hub connection string the device uses next (see
+/// [`Credential::connection_string`]). The result may hold a secret and is zeroized on drop.
 pub fn connection_string(
     registration: &Registration,
     credential: &Credential,
 ) -> Result<Zeroizing<String>> {
+    let (hub, dev) = assigned(registration)?;
+    credential.connection_string(hub, dev)
+}
+
+/// The IoT Hub SAS token for the assigned hub and device of `registration`, valid until
+/// `expiry_unix`, signed with `credential`'s symmetric key wherever it lives. X.509 devices
+/// authenticate to the hub with their certificate: [`ErrorKind::Unsupported`].
+pub fn iot_hub_sas_token(
+    registration: &Registration,
+    credential: &Credential,
+    expiry_unix: u64,
+) -> Result<Zeroizing<String>> {
+    let (hub, dev) = assigned(registration)?;
+    let key = credential.symmetric_key().ok_or_else(|| {
+        Error::new(
+            ErrorKind::Unsupported,
+            "an X.509 device authenticates to IoT Hub with its certificate, not a SAS token",
+        )
+    })?;
+    key.iot_hub_sas_token(hub, dev, expiry_unix)
+}
+
+/// The assigned hub and device ID, both non-empty.
+fn assigned(registration: &Registration) -> Result<(&str, &str)> {
     let hub = registration
         .assigned_hub
         .as_deref()
         .filter(|s| !s.is_empty());
     let dev = registration.device_id.as_deref().filter(|s| !s.is_empty());
-    let (Some(hub), Some(dev)) = (hub, dev) else {
-        return Err(Error::new(
+    match (hub, dev) {
+        (Some(hub), Some(dev)) => Ok((hub, dev)),
+        _ => Err(Error::new(
             ErrorKind::InvalidState,
             "the registration has no assigned hub or device ID",
-        ));
-    };
-    Ok(match credential {
-        Credential::SymmetricKey(k) => Zeroizing::new(format!(
-            "HostName={hub};DeviceId={dev};SharedAccessKey={}",
-            k.to_base64().as_str()
         )),
-        Credential::X509(_) => Zeroizing::new(format!("HostName={hub};DeviceId={dev};x509=true")),
-    })
+    }
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use rustls::{ClientConfig, RootCertStore};
 use zeroize::Zeroizing;
 
-use crate::credential::{Credential, SymmetricKey, X509Credential};
+use crate::credential::{Credential, HmacKey, SymmetricKey, X509Credential};
 use crate::error::{Error, ErrorKind, Result};
 use crate::protocol::{self, ids, sas, wire};
 use crate::retry::Backoff;
@@ -29,9 +29,9 @@ pub const DEFAULT_MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
 enum CredentialSpec {
     X509(X509Credential),
     Individual(SymmetricKey),
-    /// Group key bytes; the device key is derived at build time, when the
-    /// registration ID is final.
-    Group(Zeroizing<Vec<u8>>),
+    /// The group key (base64, checked when set); the device key is derived at build time,
+    /// when the registration ID is final.
+    Group(Zeroizing<String>),
 }
 
 /// Builds a [`Config`]. Setters validate their input at once; [`ConfigBuilder::build`]
@@ -134,8 +134,19 @@ impl ConfigBuilder {
     /// Uses an enrollment group key (base64); the device key is derived from it
     /// and the registration ID.
     pub fn group_key(&mut self, base64_group_key: &str) -> Result<&mut Self> {
-        self.credential = Some(CredentialSpec::Group(sas::decode_key(base64_group_key)?));
+        sas::decode_key(base64_group_key)?;
+        self.credential = Some(CredentialSpec::Group(Zeroizing::new(
+            base64_group_key.trim().to_owned(),
+        )));
         Ok(self)
+    }
+
+    /// Uses a symmetric key the library never sees: every SAS signature is computed by `key`
+    /// (a C callback, a PKCS#11 token, a TPM). For a group enrollment, `key` holds the
+    /// device key derived at the factory.
+    pub fn hmac_key(&mut self, key: Arc<dyn HmacKey>) -> &mut Self {
+        self.credential = Some(CredentialSpec::Individual(SymmetricKey::from_hmac_key(key)));
+        self
     }
 
     /// Sends a custom allocation payload; it must be a JSON object.
@@ -315,20 +326,14 @@ impl ConfigBuilder {
                 ));
             }
         };
-        let (credential, client_cert) = match spec {
-            CredentialSpec::X509(x) => {
-                let ck = x.certified_key();
-                (Credential::X509(x), Some(ck))
-            }
-            CredentialSpec::Individual(k) => (Credential::SymmetricKey(k), None),
+        let credential = match spec {
+            CredentialSpec::X509(x) => Credential::X509(x),
+            CredentialSpec::Individual(k) => Credential::SymmetricKey(k),
             CredentialSpec::Group(g) => {
-                let derived = sas::derive_device_key(&g, &registration_id);
-                (
-                    Credential::SymmetricKey(SymmetricKey::from_derived(&derived)?),
-                    None,
-                )
+                Credential::SymmetricKey(SymmetricKey::from_group(&g, &registration_id)?)
             }
         };
+        let client_cert = credential.tls_identity();
         if self.default_roots == DefaultRoots::Mozilla && !tls::HAS_MOZILLA_ROOTS {
             return Err(mozilla_unsupported());
         }
@@ -339,7 +344,7 @@ impl ConfigBuilder {
                 "no trusted roots: add one or keep the built-in ones",
             ));
         }
-        let tls = tls::client_config(roots, client_cert)?;
+        let tls = tls::client_config(roots, client_cert, credential.tls13_allowed())?;
         let mut user_agent = format!(
             "dps-rs/{} ({}; {})",
             env!("CARGO_PKG_VERSION"),

@@ -1,223 +1,192 @@
 //! The library's error type: a stable [`ErrorKind`] (mapped one to one onto the C
 //! `dps_status` codes) plus the detail a support desk asks for.
+//!
+//! The status table is written once, in the `status_table!` invocation below: each kind's
+//! number, class and description. Everything else (the C `DPS_ERR_*` values, Python's
+//! `Status`, the README table, the CLI exit codes, Python's exception classes) is either
+//! derived from it or checked against it by `tests/status_table.rs`.
 
 use std::fmt;
 
-/// What went wrong, in categories a caller can act on. Each kind has a stable
-/// numeric code ([`ErrorKind::code`]) that the C API returns as `dps_status`.
+/// The class of a failure: what a caller can do about it. The C ABI exposes it as
+/// `dps_status_class()` with the `DPS_CLASS_*` values (the discriminants); the CLI's exit
+/// codes and Python's exception classes are derived from it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum ErrorKind {
+#[repr(u32)]
+pub enum ErrorClass {
+    /// A bad argument or configuration; nothing was sent (1xx).
+    Usage = 1,
+    /// A key, certificate, password, token or trust anchor is unusable (2xx).
+    Credential = 2,
+    /// DNS, TCP, TLS, proxy, or a malformed or oversized answer (3xx).
+    Network = 3,
+    /// DPS refused the request (400-459).
+    Refused = 4,
+    /// The registration ended `failed` or the enrollment is disabled (460-499).
+    RegistrationFailed = 5,
+    /// The deadline passed or the caller cancelled (5xx).
+    Lifecycle = 6,
+    /// A caught panic or a broken invariant (9xx).
+    Internal = 9,
+}
+
+macro_rules! status_table {
+    ($($(#[$meta:meta])* $name:ident = $code:literal, $class:ident, $desc:literal;)*) => {
+        /// What went wrong, in categories a caller can act on. Each kind has a stable
+        /// numeric code ([`ErrorKind::code`], the discriminant) that the C API returns as
+        /// `dps_status`, and a [`ErrorClass`].
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        #[non_exhaustive]
+        #[repr(u32)]
+        pub enum ErrorKind {
+            $($(#[$meta])* $name = $code,)*
+        }
+
+        impl ErrorKind {
+            /// Every kind, in code order.
+            pub const ALL: &'static [ErrorKind] = &[$(ErrorKind::$name),*];
+
+            /// A short, static description of the kind.
+            pub const fn describe(self) -> &'static str {
+                match self {
+                    $(ErrorKind::$name => $desc,)*
+                }
+            }
+
+            /// What kind of failure this is.
+            pub const fn class(self) -> ErrorClass {
+                match self {
+                    $(ErrorKind::$name => ErrorClass::$class,)*
+                }
+            }
+        }
+    };
+}
+
+status_table! {
+
     // 1xx: usage and argument errors (nothing was sent)
     /// A required pointer argument was NULL.
-    NullArgument,
+    NullArgument = 100, Usage, "a required argument was NULL";
     /// A string argument was not valid UTF-8.
-    InvalidUtf8,
+    InvalidUtf8 = 101, Usage, "a string argument is not valid UTF-8";
     /// An argument was empty, out of range or otherwise malformed.
-    InvalidArgument,
+    InvalidArgument = 102, Usage, "an argument is empty, out of range or malformed";
     /// The caller's output buffer is too small.
-    BufferTooSmall,
+    BufferTooSmall = 103, Usage, "the output buffer is too small";
     /// The ID scope is not 1-64 ASCII letters and digits.
-    InvalidIdScope,
+    InvalidIdScope = 104, Usage, "the ID scope is not 1-64 ASCII letters and digits";
     /// The registration ID breaks the DPS rules (PROTOCOL.md section 6).
-    InvalidRegistrationId,
+    InvalidRegistrationId = 105, Usage, "the registration ID is not valid for DPS";
     /// The payload is not a JSON object.
-    InvalidPayload,
+    InvalidPayload = 106, Usage, "the payload is not a JSON object";
     /// The endpoint host or port is malformed.
-    InvalidEndpoint,
+    InvalidEndpoint = 107, Usage, "the endpoint host or port is malformed";
     /// No credential (X.509 or symmetric key) was configured.
-    NoCredential,
+    NoCredential = 108, Usage, "no credential was configured";
     /// The call is not valid in the object's current state.
-    InvalidState,
+    InvalidState = 109, Usage, "the call is not valid in the current state";
     /// The feature was left out of this build.
-    Unsupported,
+    Unsupported = 110, Usage, "the feature is not included in this build";
     /// The proxy URL is malformed.
-    InvalidProxy,
+    InvalidProxy = 111, Usage, "the proxy URL is malformed";
 
     // 2xx: credential and trust configuration
     /// The symmetric key is not valid base64, or not 16-64 bytes.
-    InvalidKey,
+    InvalidKey = 200, Credential, "the symmetric key is not base64 of 16-64 bytes";
     /// The certificate (chain) could not be parsed.
-    InvalidCertificate,
+    InvalidCertificate = 201, Credential, "the certificate could not be parsed";
     /// The private key could not be parsed or is of an unsupported type.
-    InvalidPrivateKey,
+    InvalidPrivateKey = 202, Credential, "the private key could not be parsed or is unsupported";
     /// The private key does not belong to the leaf certificate.
-    KeyMismatch,
+    KeyMismatch = 203, Credential, "the private key does not match the certificate";
     /// An encrypted private key needs a password, or the password is wrong.
-    KeyPassword,
+    KeyPassword = 204, Credential, "the private key password is missing or wrong";
     /// The PKCS#12 file could not be parsed.
-    InvalidPkcs12,
+    InvalidPkcs12 = 205, Credential, "the PKCS#12 file could not be parsed";
     /// The PKCS#12 password is wrong (MAC check failed).
-    Pkcs12Password,
+    Pkcs12Password = 206, Credential, "the PKCS#12 password is wrong";
     /// A trusted root certificate could not be parsed.
-    InvalidTrustAnchor,
+    InvalidTrustAnchor = 207, Credential, "a trusted root certificate could not be parsed";
     /// A file could not be read.
-    FileRead,
+    FileRead = 208, Credential, "a file could not be read";
+    /// An external key (signing or HMAC callback, PKCS#11 token, TPM) failed or returned an
+    /// unusable result.
+    SignerFailed = 209, Credential, "the external signer (callback, token or TPM) failed";
+    /// A TPM command failed, the TPM is unreachable, or a key it should hold is missing (the
+    /// message names the command and the TPM response code).
+    Tpm = 220, Credential, "a TPM command failed or the TPM is unreachable";
+    /// The TPM refused the DPS activation blob (not made for this TPM's EK and SRK, or altered).
+    TpmActivationFailed = 221, Credential, "the TPM could not activate the DPS challenge";
 
     // 3xx: network and TLS
     /// The host name could not be resolved.
-    Dns,
+    Dns = 300, Network, "the host name could not be resolved";
     /// The TCP connection could not be established.
-    Connect,
+    Connect = 301, Network, "the TCP connection could not be established";
     /// One request took longer than the per-request timeout.
-    Timeout,
+    Timeout = 302, Network, "a request timed out";
     /// The server's certificate was not trusted (unknown issuer, expired, ...).
-    TlsServerUntrusted,
+    TlsServerUntrusted = 303, Network, "the server certificate is not trusted";
     /// The server's certificate is valid but not for the host name we asked for.
-    TlsServerNameMismatch,
+    TlsServerNameMismatch = 304, Network, "the server certificate does not match the host name";
     /// The server refused our client certificate during the TLS handshake.
-    TlsClientCertRejected,
+    TlsClientCertRejected = 305, Network, "the server rejected the client certificate";
     /// Any other TLS failure (protocol version, cipher, alert).
-    Tls,
+    Tls = 306, Network, "the TLS handshake failed";
     /// The connection was reset or closed before a complete response arrived.
-    ConnectionLost,
+    ConnectionLost = 307, Network, "the connection closed before a complete response";
     /// The HTTP proxy refused or failed the CONNECT tunnel.
-    Proxy,
+    Proxy = 308, Network, "the proxy failed to open a tunnel";
     /// The server's response exceeded the size limit.
-    ResponseTooLarge,
+    ResponseTooLarge = 309, Network, "the server response is too large";
     /// The server's response was not valid HTTP or not the JSON DPS sends.
-    MalformedResponse,
+    MalformedResponse = 310, Network, "the server response is malformed";
 
     // 4xx: refusals from DPS (numbered after the HTTP status where one exists)
     /// 400: DPS rejected the request as malformed.
-    BadRequest,
+    BadRequest = 400, Refused, "DPS rejected the request (400)";
     /// 401: DPS rejected the credential (wrong key, expired token, unknown certificate).
-    Unauthorized,
+    Unauthorized = 401, Refused, "DPS rejected the credential (401)";
     /// 403: DPS forbade the request.
-    Forbidden,
+    Forbidden = 403, Refused, "DPS forbade the request (403)";
     /// 404: unknown ID scope, enrollment or operation.
-    NotFound,
+    NotFound = 404, Refused, "DPS does not know the ID scope, enrollment or operation (404)";
     /// 409: a concurrent registration of the same device (409203).
-    Conflict,
+    Conflict = 409, Refused, "DPS reported a conflicting registration (409)";
     /// 415: the request body was not JSON.
-    UnsupportedMediaType,
+    UnsupportedMediaType = 415, Refused, "DPS rejected the body as not JSON (415)";
     /// 429: still throttled when the retry budget ran out.
-    Throttled,
+    Throttled = 429, Refused, "DPS kept throttling the device (429)";
     /// Another HTTP status from DPS (5xx after retries, or unexpected codes).
-    ServiceError,
+    ServiceError = 450, Refused, "DPS returned an unexpected or server error";
     /// The registration ended with status `failed` (see the DPS error code).
-    RegistrationFailed,
+    RegistrationFailed = 460, RegistrationFailed, "the registration failed";
     /// The enrollment is disabled.
-    Disabled,
+    Disabled = 461, RegistrationFailed, "the enrollment is disabled";
 
     // 5xx: lifecycle
     /// The overall registration deadline passed.
-    DeadlineExceeded,
+    DeadlineExceeded = 500, Lifecycle, "the registration deadline passed";
     /// The registration was cancelled.
-    Cancelled,
+    Cancelled = 501, Lifecycle, "the registration was cancelled";
 
     // 9xx: internal
     /// A Rust panic was caught at the C boundary.
-    Panic,
+    Panic = 900, Internal, "internal panic caught at the C boundary";
     /// An internal invariant failed.
-    Internal,
+    Internal = 901, Internal, "internal error";
 }
 
 impl ErrorKind {
     /// The stable numeric code (the C `dps_status`). Never renumbered or reused.
     pub const fn code(self) -> u32 {
-        use ErrorKind::*;
-        match self {
-            NullArgument => 100,
-            InvalidUtf8 => 101,
-            InvalidArgument => 102,
-            BufferTooSmall => 103,
-            InvalidIdScope => 104,
-            InvalidRegistrationId => 105,
-            InvalidPayload => 106,
-            InvalidEndpoint => 107,
-            NoCredential => 108,
-            InvalidState => 109,
-            Unsupported => 110,
-            InvalidProxy => 111,
-            InvalidKey => 200,
-            InvalidCertificate => 201,
-            InvalidPrivateKey => 202,
-            KeyMismatch => 203,
-            KeyPassword => 204,
-            InvalidPkcs12 => 205,
-            Pkcs12Password => 206,
-            InvalidTrustAnchor => 207,
-            FileRead => 208,
-            Dns => 300,
-            Connect => 301,
-            Timeout => 302,
-            TlsServerUntrusted => 303,
-            TlsServerNameMismatch => 304,
-            TlsClientCertRejected => 305,
-            Tls => 306,
-            ConnectionLost => 307,
-            Proxy => 308,
-            ResponseTooLarge => 309,
-            MalformedResponse => 310,
-            BadRequest => 400,
-            Unauthorized => 401,
-            Forbidden => 403,
-            NotFound => 404,
-            Conflict => 409,
-            UnsupportedMediaType => 415,
-            Throttled => 429,
-            ServiceError => 450,
-            RegistrationFailed => 460,
-            Disabled => 461,
-            DeadlineExceeded => 500,
-            Cancelled => 501,
-            Panic => 900,
-            Internal => 901,
-        }
+        self as u32
     }
 
-    /// A short, static description of the kind.
-    pub const fn describe(self) -> &'static str {
-        use ErrorKind::*;
-        match self {
-            NullArgument => "a required argument was NULL",
-            InvalidUtf8 => "a string argument is not valid UTF-8",
-            InvalidArgument => "an argument is empty, out of range or malformed",
-            BufferTooSmall => "the output buffer is too small",
-            InvalidIdScope => "the ID scope is not 1-64 ASCII letters and digits",
-            InvalidRegistrationId => "the registration ID is not valid for DPS",
-            InvalidPayload => "the payload is not a JSON object",
-            InvalidEndpoint => "the endpoint host or port is malformed",
-            NoCredential => "no credential was configured",
-            InvalidState => "the call is not valid in the current state",
-            Unsupported => "the feature is not included in this build",
-            InvalidProxy => "the proxy URL is malformed",
-            InvalidKey => "the symmetric key is not base64 of 16-64 bytes",
-            InvalidCertificate => "the certificate could not be parsed",
-            InvalidPrivateKey => "the private key could not be parsed or is unsupported",
-            KeyMismatch => "the private key does not match the certificate",
-            KeyPassword => "the private key password is missing or wrong",
-            InvalidPkcs12 => "the PKCS#12 file could not be parsed",
-            Pkcs12Password => "the PKCS#12 password is wrong",
-            InvalidTrustAnchor => "a trusted root certificate could not be parsed",
-            FileRead => "a file could not be read",
-            Dns => "the host name could not be resolved",
-            Connect => "the TCP connection could not be established",
-            Timeout => "a request timed out",
-            TlsServerUntrusted => "the server certificate is not trusted",
-            TlsServerNameMismatch => "the server certificate does not match the host name",
-            TlsClientCertRejected => "the server rejected the client certificate",
-            Tls => "the TLS handshake failed",
-            ConnectionLost => "the connection closed before a complete response",
-            Proxy => "the proxy failed to open a tunnel",
-            ResponseTooLarge => "the server response is too large",
-            MalformedResponse => "the server response is malformed",
-            BadRequest => "DPS rejected the request (400)",
-            Unauthorized => "DPS rejected the credential (401)",
-            Forbidden => "DPS forbade the request (403)",
-            NotFound => "DPS does not know the ID scope, enrollment or operation (404)",
-            Conflict => "DPS reported a conflicting registration (409)",
-            UnsupportedMediaType => "DPS rejected the body as not JSON (415)",
-            Throttled => "DPS kept throttling the device (429)",
-            ServiceError => "DPS returned an unexpected or server error",
-            RegistrationFailed => "the registration failed",
-            Disabled => "the enrollment is disabled",
-            DeadlineExceeded => "the registration deadline passed",
-            Cancelled => "the registration was cancelled",
-            Panic => "internal panic caught at the C boundary",
-            Internal => "internal error",
-        }
+    /// The kind with this code, if any.
+    pub fn from_code(code: u32) -> Option<ErrorKind> {
+        Self::ALL.iter().copied().find(|k| k.code() == code)
     }
 }
 

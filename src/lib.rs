@@ -21,13 +21,30 @@ pub mod config;
 pub mod credential;
 pub mod error;
 pub mod ffi;
-pub mod protocol;
-pub mod retry;
-pub mod transport;
+pub(crate) mod protocol;
+pub mod redact;
+pub(crate) mod retry;
+#[cfg(feature = "tpm")]
+pub mod tpm;
+pub(crate) mod transport;
 
-pub use client::{Client, Event, Step, connection_string};
+/// What the fuzz targets (fuzz/) drive directly: the response parser, the wire JSON parsers,
+/// Retry-After, keys and tokens, proxy URLs and endpoints. Not a stable API.
+#[doc(hidden)]
+pub mod __fuzz {
+    pub use crate::protocol::{ids, sas, wire};
+    pub use crate::retry::{parse_http_date, parse_retry_after};
+    pub use crate::transport::{MAX_BODY, Proxy, parse_response, split_host_port};
+}
+
+pub use client::{Client, Event, Step, connection_string, iot_hub_sas_token};
 pub use config::{Config, ConfigBuilder};
-pub use credential::{Credential, SymmetricKey, X509Credential};
-pub use error::{Error, ErrorKind, Result};
+pub use credential::{
+    Credential, DigestSigner, HmacKey, SignatureScheme, SymmetricKey, X509Credential,
+    derive_device_key,
+};
+pub use error::{Error, ErrorClass, ErrorKind, Result};
+pub use protocol::ids::{validate_id_scope, validate_registration_id};
+pub use protocol::sas::resource_uri as registration_resource_uri;
 pub use protocol::wire::{Registration, RegistrationStatus};
 pub use transport::tls::DefaultRoots;

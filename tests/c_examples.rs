@@ -5,64 +5,19 @@
 //! Needs `cargo build --release -p dps` first (the release build is shared
 //! with the Python tests and the benchmarks) and `cmake`.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use common::*;
 use dps_emulator::pki;
-
-fn target_dir() -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"))
-}
+use dps_test_support::*;
 
 fn release_dir() -> PathBuf {
-    let dir = target_dir().join("release");
-    assert!(
-        dir.join("libdps.a").exists(),
-        "{}/libdps.a is missing: run `cargo build --release -p dps` first",
-        dir.display()
-    );
-    dir
-}
-
-fn run(cmd: &mut Command) -> Output {
-    cmd.output()
-        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"))
-}
-
-fn check(cmd: &mut Command) -> Output {
-    let out = run(cmd);
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed:\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
+    dps_test_support::release_dir(None, "run `cargo build --release -p dps` first")
 }
 
 /// Configures and builds the project (examples included) into `dir`.
 fn cmake_build(dir: &Path, extra: &[&str]) {
-    let src = env!("CARGO_MANIFEST_DIR");
-    let lib = format!("-DDPS_LIB_DIR={}", release_dir().display());
-    check(
-        Command::new("cmake")
-            .args(["-S", src, "-B"])
-            .arg(dir)
-            .arg(&lib)
-            .args(["-DCMAKE_BUILD_TYPE=Release"])
-            .args(extra),
-    );
-    check(
-        Command::new("cmake")
-            .arg("--build")
-            .arg(dir)
-            .args(["-j", "2"]),
-    );
+    dps_test_support::cmake_build(dir, &release_dir(), extra);
 }
 
 #[test]

@@ -9,8 +9,7 @@
 //! `target/fault-matrix.md`; with `DPS_UPDATE_FAULT_MATRIX=1` it is also
 //! written to `docs/fault-matrix.md`.
 
-mod common;
-mod support;
+use dps_test_support as support;
 
 use std::ffi::{CStr, CString, c_char};
 use std::fmt::Write as _;
@@ -18,9 +17,9 @@ use std::path::Path;
 use std::ptr::null_mut;
 use std::time::{Duration, Instant};
 
-use common::*;
 use dps::ffi::*;
 use dps_emulator::pki;
+use dps_test_support::*;
 use support::{ProxyOptions, RawReply, TestProxy};
 
 /// Allowed overshoot of the deadline.

@@ -2,13 +2,11 @@
 //! callback, NULL and bad input on every entry point, the header drift check
 //! and the panic-guard rule.
 
-mod common;
-
 use std::ffi::{CStr, CString, c_char, c_void};
 use std::ptr::{null, null_mut};
 
-use common::*;
 use dps::ffi::*;
+use dps_test_support::*;
 
 fn cs(s: &str) -> CString {
     CString::new(s).unwrap()
@@ -148,7 +146,7 @@ fn step_api_callback_and_error_detail() {
         dps_config_free(cfg); // the client keeps its own copy
         let mut events: Vec<u32> = Vec::new();
         assert_eq!(
-            dps_client_set_status_callback(
+            dps_client_set_event_callback(
                 client,
                 Some(record_event),
                 &mut events as *mut Vec<u32> as *mut c_void
@@ -289,7 +287,11 @@ fn bad_input_is_rejected_without_traffic() {
             dps_config_set_symmetric_key(cfg, cs("not base64").as_ptr()),
             DPS_ERR_INVALID_KEY
         );
-        assert!(text(dps_config_last_error(cfg)).unwrap().contains("base64"));
+        assert!(
+            text(dps_error_message(dps_config_last_error(cfg)))
+                .unwrap()
+                .contains("base64")
+        );
         assert_eq!(
             dps_config_set_symmetric_key(cfg, cs("AAAA").as_ptr()),
             DPS_ERR_INVALID_KEY
@@ -457,7 +459,7 @@ fn bad_input_is_rejected_without_traffic() {
             DPS_ERR_NULL_ARGUMENT
         );
         assert_eq!(
-            dps_client_set_status_callback(null_mut(), None, null_mut()),
+            dps_client_set_event_callback(null_mut(), None, null_mut()),
             DPS_ERR_NULL_ARGUMENT
         );
         assert!(dps_client_last_error(null()).is_null());

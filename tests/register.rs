@@ -1,12 +1,10 @@
 //! End-to-end registrations through the Rust API against dps-emulator.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
 use dps::{ErrorKind, RegistrationStatus, Step, X509Credential};
 use dps_emulator::pki;
+use dps_test_support::*;
 
 #[test]
 fn individual_symmetric_key_registers_over_one_handshake() {
@@ -172,15 +170,10 @@ fn untrusted_server_is_a_tls_error() {
 fn retry_after_zero_is_honoured_without_any_wait() {
     // The emulator answers every poll with `assigning` and `Retry-After: 0`:
     // the client polls again at once (no floor of its own) until its deadline.
-    let emu = emulator(
-        r#"
-[[enrollments]]
-registration_id = "dev-zero"
-attestation = "symmetric_key"
-primary_key = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="
-faults = [{ on = "register", action = "endless_assigning" }]
-"#,
-    );
+    let emu = emulator(&sym_enrollment(
+        "dev-zero",
+        r#"faults = [{ on = "register", action = "endless_assigning" }]"#,
+    ));
     let mut b = builder(&emu, "dev-zero");
     b.symmetric_key(KEY).unwrap();
     b.deadline(Duration::from_millis(800)).unwrap();

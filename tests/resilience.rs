@@ -3,8 +3,7 @@
 //! handshake through retries, cancel during a wait and during a black-hole
 //! read with the handle reused afterwards, and 32 concurrent clients.
 
-mod common;
-mod support;
+use dps_test_support as support;
 
 use std::ffi::{CString, c_char};
 use std::process::Command;
@@ -14,10 +13,10 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
-use common::*;
 use dps::ffi::*;
 use dps::{Client, ErrorKind, Event, RegistrationStatus, X509Credential};
 use dps_emulator::pki;
+use dps_test_support::*;
 use support::{ProxyOptions, TestProxy};
 
 fn cs(s: &str) -> CString {
@@ -212,23 +211,18 @@ fn https_proxy_from_the_environment_only_when_opted_in() {
 #[test]
 fn one_handshake_through_retries_and_transparent_reconnect() {
     let emu = emulator(
-        r#"
-[[enrollments]]
-registration_id = "reuse-dev"
-attestation = "symmetric_key"
-primary_key = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="
-faults = [
+        &(sym_enrollment(
+            "reuse-dev",
+            r#"faults = [
   { on = "register", status = 429, retry_after = "0" },
   { on = "register", status = 500 },
   { on = "poll", status = 503 },
   { on = "poll", status = 429 },
-]
-[[enrollments]]
-registration_id = "drop-dev"
-attestation = "symmetric_key"
-primary_key = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="
-faults = [{ on = "poll", action = "close" }]
-"#,
+]"#,
+        ) + &sym_enrollment(
+            "drop-dev",
+            r#"faults = [{ on = "poll", action = "close" }]"#,
+        )),
     );
     let mut b = builder(&emu, "reuse-dev");
     b.symmetric_key(KEY).unwrap();
@@ -283,18 +277,13 @@ fn cancel_after_event(
 #[test]
 fn cancel_during_a_wait_and_a_black_hole_then_reuse_the_client() {
     let emu = emulator(
-        r#"
-[[enrollments]]
-registration_id = "cancel-wait"
-attestation = "symmetric_key"
-primary_key = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="
-faults = [{ on = "register", status = 429, retry_after = "30" }]
-[[enrollments]]
-registration_id = "cancel-hole"
-attestation = "symmetric_key"
-primary_key = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="
-faults = [{ on = "poll", action = "black_hole" }]
-"#,
+        &(sym_enrollment(
+            "cancel-wait",
+            r#"faults = [{ on = "register", status = 429, retry_after = "30" }]"#,
+        ) + &sym_enrollment(
+            "cancel-hole",
+            r#"faults = [{ on = "poll", action = "black_hole" }]"#,
+        )),
     );
     let waiting: fn(&Event) -> bool = |e| matches!(e, Event::Retrying { .. });
     let polling: fn(&Event) -> bool = |e| matches!(e, Event::Assigning { .. });
@@ -346,15 +335,10 @@ fn cancel_during_a_tcp_connect_that_never_completes() {
 
 #[test]
 fn cancel_through_the_c_abi_during_a_black_hole_then_reuse() {
-    let emu = emulator(
-        r#"
-[[enrollments]]
-registration_id = "c-cancel"
-attestation = "symmetric_key"
-primary_key = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="
-faults = [{ on = "register", action = "black_hole" }]
-"#,
-    );
+    let emu = emulator(&sym_enrollment(
+        "c-cancel",
+        r#"faults = [{ on = "register", action = "black_hole" }]"#,
+    ));
     unsafe {
         let mut cfg = null_mut();
         assert_eq!(

@@ -15,48 +15,22 @@
 //! ring's AES-GCM assembly (see the file); the summary line printed by the
 //! test shows how many reports it suppressed.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use common::*;
 use dps_emulator::pki;
+use dps_test_support::*;
 
 const SAN_FLAGS: &str =
     "-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all -g";
 
-fn target_dir() -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"))
-}
-
 /// `target/release` (or `DPS_SAN_LIB_DIR`, e.g. `target/debug`, to test a
 /// library built from the working tree without touching the shared release).
 fn release_dir() -> PathBuf {
-    let dir = std::env::var_os("DPS_SAN_LIB_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| target_dir().join("release"));
-    assert!(
-        dir.join("libdps.a").exists(),
-        "{}/libdps.a is missing: run .ci/build-release first (or set DPS_SAN_LIB_DIR)",
-        dir.display()
-    );
-    dir
-}
-
-fn check(cmd: &mut Command) -> Output {
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed:\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
+    dps_test_support::release_dir(
+        Some("DPS_SAN_LIB_DIR"),
+        "run .ci/build-release first (or set DPS_SAN_LIB_DIR)",
+    )
 }
 
 const NATIVE_LIBS: [&str; 7] = [

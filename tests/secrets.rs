@@ -4,15 +4,14 @@
 //! message and Debug output is searched for them. This binary installs its
 //! own `log` logger, so it is a separate test target.
 
-mod common;
-mod support;
+use dps_test_support as support;
 
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
-use common::*;
 use dps::{ConfigBuilder, X509Credential};
+use dps_test_support::*;
 use support::{ProxyOptions, TestProxy};
 
 /// 32 bytes whose base64 spells CANARY: easy to spot in any text.

@@ -52,7 +52,7 @@ static int register_once(void) {
     if (rc == DPS_OK && ca_file) rc = dps_config_add_trusted_ca_file(config, ca_file);
     if (rc == DPS_OK && poll_ms) rc = dps_config_set_poll_interval_ms(config, (uint32_t)atol(poll_ms));
     if (rc != DPS_OK) {
-        fprintf(stderr, "configuration: %s\n", dps_config_last_error(config));
+        fprintf(stderr, "configuration: %s\n", dps_error_message(dps_config_last_error(config)));
         goto done;
     }
     rc = dps_register(config, &reg, &err);

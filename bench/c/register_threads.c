@@ -43,7 +43,7 @@ static int register_device(const char *id) {
         ok = dps_registration_status(reg) == DPS_REGISTRATION_ASSIGNED;
     } else if (atomic_load(&failed_count) < 3) {
         fprintf(stderr, "register_threads: %s: %s\n", id,
-                err ? dps_error_message(err) : (config ? dps_config_last_error(config) : dps_status_str(rc)));
+                err ? dps_error_message(err) : (config && dps_config_last_error(config) ? dps_error_message(dps_config_last_error(config)) : dps_status_str(rc)));
     }
     dps_registration_free(reg);
     dps_error_free(err);

@@ -24,6 +24,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use dps::{Registration, RegistrationStatus};
 use serde_json::{Value, json};
 
+use crate::output::is_unsafe_char;
+
 /// A cached assignment read back from a file.
 pub struct Assignment {
     id_scope: String,
@@ -80,6 +82,9 @@ pub fn load(path: &str) -> Result<Option<Assignment>, String> {
         Err(e) => return Err(e.to_string()),
     };
     let v: Value = serde_json::from_str(&text).map_err(|e| format!("not JSON: {e}"))?;
+    if let Some(field) = unsafe_field(&v) {
+        return Err(format!("{field} holds control characters"));
+    }
     let s = |k: &str| v.get(k).and_then(Value::as_str).map(str::to_owned);
     let req = |k: &str| {
         s(k).filter(|x| !x.is_empty())
@@ -104,8 +109,45 @@ pub fn load(path: &str) -> Result<Option<Assignment>, String> {
     }))
 }
 
+/// Why an assignment was not saved.
+#[derive(Debug, PartialEq)]
+pub enum SaveError {
+    /// What DPS sent holds control characters (escape sequences, CR/LF, NUL ...) that a boot
+    /// script reading the file would pass on: nothing was written.
+    Unsafe(String),
+    /// The file could not be written.
+    Io(String),
+}
+
+/// The first string in `v` (a field name, with its path in nested objects and arrays) that
+/// holds a character that must not reach a terminal or a script raw.
+fn unsafe_field(v: &Value) -> Option<String> {
+    unsafe_path(v).map(|p| p.strip_prefix('.').map(str::to_owned).unwrap_or(p))
+}
+
+/// [`unsafe_field`] with a leading `.` before a top-level name.
+fn unsafe_path(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) => s.chars().any(is_unsafe_char).then(String::new),
+        Value::Array(a) => a
+            .iter()
+            .enumerate()
+            .find_map(|(i, x)| unsafe_path(x).map(|p| format!("[{i}]{p}"))),
+        Value::Object(m) => m.iter().find_map(|(k, x)| {
+            let key = if k.chars().any(is_unsafe_char) {
+                Some(String::new())
+            } else {
+                unsafe_path(x)
+            };
+            key.map(|p| format!(".{}{p}", crate::output::clean(k)))
+        }),
+        _ => None,
+    }
+}
+
 /// Writes the assignment atomically (temporary file + rename), mode 0600 on Unix.
-pub fn save(path: &str, id_scope: &str, endpoint: &str, r: &Registration) -> Result<(), String> {
+/// Refuses (writing nothing) when a value DPS sent holds control characters.
+pub fn save(path: &str, id_scope: &str, endpoint: &str, r: &Registration) -> Result<(), SaveError> {
     let payload = r
         .payload_json
         .as_deref()
@@ -128,7 +170,12 @@ pub fn save(path: &str, id_scope: &str, endpoint: &str, r: &Registration) -> Res
     if let Value::Object(m) = &mut v {
         m.retain(|_, x| !x.is_null());
     }
-    let text = serde_json::to_string_pretty(&v).map_err(|e| e.to_string())? + "\n";
+    if let Some(field) = unsafe_field(&v) {
+        return Err(SaveError::Unsafe(format!(
+            "the {field} sent by DPS holds control characters"
+        )));
+    }
+    let text = serde_json::to_string_pretty(&v).map_err(|e| SaveError::Io(e.to_string()))? + "\n";
     let tmp = format!("{path}.tmp-{}", std::process::id());
     let write = || -> std::io::Result<()> {
         let mut opts = std::fs::OpenOptions::new();
@@ -145,7 +192,7 @@ pub fn save(path: &str, id_scope: &str, endpoint: &str, r: &Registration) -> Res
     };
     write().map_err(|e| {
         let _ = std::fs::remove_file(&tmp);
-        e.to_string()
+        SaveError::Io(e.to_string())
     })
 }
 
@@ -196,5 +243,59 @@ mod tests {
             normalize_endpoint("Global.azure-devices-provisioning.net:443"),
             "global.azure-devices-provisioning.net"
         );
+    }
+
+    #[test]
+    fn unsafe_fields_are_named() {
+        assert_eq!(unsafe_field(&json!({"a": "ok", "b": ["é", 1]})), None);
+        assert_eq!(
+            unsafe_field(&json!({"deviceId": "d\u{1b}[2J"})).as_deref(),
+            Some("deviceId")
+        );
+        assert_eq!(
+            unsafe_field(&json!({"payload": {"x": ["ok", "\r\n"]}})).as_deref(),
+            Some("payload.x[1]")
+        );
+        assert_eq!(
+            unsafe_field(&json!({"payload": {"k\u{0}": 1}})).as_deref(),
+            Some("payload.k\\u{0}")
+        );
+    }
+
+    #[test]
+    fn save_refuses_control_characters_and_writes_nothing() {
+        let dir = std::env::temp_dir().join(format!("dps-cli-saved-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("a.json");
+        let path = path.to_str().unwrap();
+        let mut r = Registration {
+            registration_id: Some("dev".into()),
+            assigned_hub: Some("hub.example.net".into()),
+            device_id: Some("dev\u{1b}]0;pwned\u{7}".into()),
+            ..Registration::default()
+        };
+        assert_eq!(
+            save(path, "0ne1", "e.example.net", &r),
+            Err(SaveError::Unsafe(
+                "the deviceId sent by DPS holds control characters".into()
+            ))
+        );
+        assert!(!std::path::Path::new(path).exists());
+        r.device_id = Some("dev".into());
+        save(path, "0ne1", "e.example.net", &r).unwrap();
+        assert!(
+            load(path)
+                .unwrap()
+                .unwrap()
+                .matches("0NE1", "DEV", "e.example.net:443")
+        );
+        // A file edited to hold an escape sequence is not used.
+        let text = std::fs::read_to_string(path)
+            .unwrap()
+            .replace("\"dev\"", "\"d\\u001bev\"");
+        std::fs::write(path, text).unwrap();
+        let e = load(path).err().unwrap();
+        assert!(e.contains("holds control characters"), "{e}");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -2,53 +2,17 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use dps_emulator::{Emulator, pki};
 use serde_json::Value;
 
-// The library's test helpers: the base emulator (two hubs, `dev-sym`, `sym-group`) and keys.
-#[path = "../../tests/common/mod.rs"]
-mod common;
-use common::{GROUP_KEY, KEY, SCOPE};
+use dps_test_support::{GROUP_KEY, KEY, OTHER_KEY, SCOPE, TempDir};
 
-const OTHER_KEY: &str = "HxweHRwbGhkYFxYVFBMSERAPDg0MCwoJCAcGBQQDAgE=";
 const V1_ID: &str = "sn-007-888-abc-mac-a1-b2-c3-d4-e5-f6";
 const V1_KEY: &str = "Jsm0lyGpjaVYVP2g3FnmnmG9dI/9qU24wNoykUmermc=";
 
 fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/x509")
-}
-
-/// A fresh temporary directory, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new() -> TempDir {
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let p = std::env::temp_dir().join(format!(
-            "dps-cli-test-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        ));
-        let _ = std::fs::remove_dir_all(&p);
-        std::fs::create_dir_all(&p).unwrap();
-        TempDir(p)
-    }
-    fn file(&self, name: &str, content: &str) -> String {
-        let p = self.0.join(name);
-        std::fs::write(&p, content).unwrap();
-        p.to_str().unwrap().to_owned()
-    }
-    fn path(&self, name: &str) -> String {
-        self.0.join(name).to_str().unwrap().to_owned()
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
+    dps_test_support::x509_fixtures()
 }
 
 struct Env {
@@ -71,33 +35,10 @@ fn env_with(extra: &str) -> Env {
     let group_dev = inter.issue_device("cli-group-dev");
     let group_chain = format!("{}{}", group_dev.cert_pem, inter.cert_pem());
     let fixture_root = std::fs::read_to_string(fixtures().join("chain-root.cert.pem")).unwrap();
-    let read = |n: &str| std::fs::read_to_string(fixtures().join(n)).unwrap();
-    let p256_thumbprint = pki::TestCa::from_pem(&read("p256.cert.pem"), &read("p256.key.pem"))
-        .expect("p256 fixture")
-        .sha256_thumbprint();
+    // The standard enrollments (dev-sym, sym-group, dev-disabled, dev-failed, dev-slow,
+    // dev-flaky, x509-p256-device, ...) come from tests/fixtures/emulator.toml.
     let enrollments = format!(
         r#"
-[[enrollments]]
-registration_id = "dev-disabled"
-attestation = "symmetric_key"
-primary_key = "{KEY}"
-enabled = false
-[[enrollments]]
-registration_id = "dev-failed"
-attestation = "symmetric_key"
-primary_key = "{KEY}"
-faults = [ {{ on = "register", result = "failed", error_code = 400207, times = 100 }} ]
-[[enrollments]]
-registration_id = "dev-slow"
-attestation = "symmetric_key"
-primary_key = "{KEY}"
-retry_after_secs = 1
-faults = [ {{ on = "register", action = "endless_assigning", times = 100 }} ]
-[[enrollments]]
-registration_id = "dev-flaky"
-attestation = "symmetric_key"
-primary_key = "{KEY}"
-faults = [ {{ on = "register", status = 429, retry_after = "0" }}, {{ on = "register", status = 503, retry_after = "0" }} ]
 [[enrollments]]
 registration_id = "cli-x509"
 attestation = "x509"
@@ -107,10 +48,6 @@ group_id = "cli-x509-group"
 attestation = "x509"
 ca_pem = """{}"""
 [[enrollments]]
-registration_id = "x509-p256-device"
-attestation = "x509"
-thumbprint = "{p256_thumbprint}"
-[[enrollments]]
 group_id = "fixture-chain-group"
 attestation = "x509"
 ca_pem = """{fixture_root}"""
@@ -119,8 +56,8 @@ ca_pem = """{fixture_root}"""
         device.sha256_thumbprint,
         root.cert_pem(),
     );
-    let emu = common::emulator(&enrollments);
-    let dir = TempDir::new();
+    let emu = dps_test_support::emulator(&enrollments);
+    let dir = TempDir::new("dps-cli-test");
     let ca = dir.file("ca.pem", &emu.ca_pem());
     Env {
         emu,
@@ -460,6 +397,157 @@ fn register_encrypted_key_and_pkcs12_fixtures() {
     assert_eq!(o.code, 3, "{o:?}");
 }
 
+/// Issue 14 item 8: a password problem names the key file (not the certificate) and says
+/// what is missing; a PKCS#12 file opened without a password says it needs one.
+#[test]
+fn password_errors_name_the_key_file_and_what_is_missing() {
+    let e = env();
+    let f = fixtures();
+    let s = |p: &str| f.join(p).to_str().unwrap().to_owned();
+    let (cert, key) = (s("p256.cert.pem"), s("p256.enc.key.pem"));
+    let o = e.run("register", &["--cert", &cert, "--private-key", &key]);
+    assert_eq!(o.code, 3, "{o:?}");
+    assert!(
+        o.stderr.contains(&format!(
+            "{key}: the private key is encrypted and needs a password: give it with --key-password"
+        )),
+        "{o:?}"
+    );
+    assert!(
+        !o.stderr.contains(&cert),
+        "names the certificate file: {o:?}"
+    );
+    let o = e.run(
+        "register",
+        &[
+            "--cert",
+            &cert,
+            "--private-key",
+            &key,
+            "--key-password",
+            "wrong",
+            "--json",
+        ],
+    );
+    assert_eq!(o.code, 3, "{o:?}");
+    assert!(
+        o.stderr.contains(&format!("{key}: wrong password")),
+        "{o:?}"
+    );
+    assert!(o.stderr.contains("(--key-password)"), "{o:?}");
+    assert!(
+        !o.stderr.contains(&cert),
+        "names the certificate file: {o:?}"
+    );
+    let v = o.json();
+    assert_eq!(v["error"]["kind"], "KeyPassword");
+    assert!(!v["error"]["message"].as_str().unwrap().contains(&cert));
+
+    let p12 = s("chain.p12");
+    let o = e.run("register", &["--pkcs12", &p12]);
+    assert_eq!(o.code, 3, "{o:?}");
+    assert!(
+        o.stderr.contains(&format!(
+            "{p12}: the PKCS#12 file needs a password (the empty password does not open it): give it with --pkcs12-password"
+        )),
+        "{o:?}"
+    );
+    assert!(!o.stderr.contains("wrong"), "{o:?}");
+    let o = e.run("register", &["--pkcs12", &p12, "--pkcs12-password", "nope"]);
+    assert_eq!(o.code, 3, "{o:?}");
+    assert!(
+        o.stderr.contains(&format!("{p12}: wrong PKCS#12 password")),
+        "{o:?}"
+    );
+}
+
+/// The body of the first PEM block of a fixture, as DER.
+fn fixture_der(name: &str) -> Vec<u8> {
+    use base64::Engine as _;
+    let pem = std::fs::read_to_string(fixtures().join(name)).unwrap();
+    let b64: String = pem
+        .lines()
+        .skip_while(|l| !l.starts_with("-----BEGIN"))
+        .skip(1)
+        .take_while(|l| !l.starts_with("-----END"))
+        .collect();
+    base64::engine::general_purpose::STANDARD
+        .decode(b64)
+        .unwrap()
+}
+
+/// Issue 14 item 8: a DER file given where PEM is expected gets the openssl command that
+/// converts it; an empty PKCS#12 file is called empty (not a BER problem).
+#[test]
+fn der_and_empty_files_get_a_useful_message() {
+    let e = env();
+    let f = fixtures();
+    let pem_key = f.join("p256.key.pem").to_str().unwrap().to_owned();
+    let pem_cert = f.join("p256.cert.pem").to_str().unwrap().to_owned();
+    let der_cert = e.dir.path("p256.cert.der");
+    std::fs::write(&der_cert, fixture_der("p256.cert.pem")).unwrap();
+    let der_key = e.dir.path("p256.key.der");
+    std::fs::write(&der_key, fixture_der("p256.key.pem")).unwrap();
+
+    let o = e.run(
+        "register",
+        &["--cert", &der_cert, "--private-key", &pem_key],
+    );
+    assert_eq!(o.code, 3, "{o:?}");
+    assert!(
+        o.stderr.contains(&format!(
+            "{der_cert} looks like DER (binary), not PEM: convert it with `openssl x509 -inform der -in {der_cert} -out {der_cert}.pem`"
+        )),
+        "{o:?}"
+    );
+    let o = e.run(
+        "register",
+        &["--cert", &pem_cert, "--private-key", &der_key],
+    );
+    assert_eq!(o.code, 3, "{o:?}");
+    assert!(
+        o.stderr.contains(&format!(
+            "`openssl pkey -inform der -in {der_key} -out {der_key}.pem`"
+        )),
+        "{o:?}"
+    );
+    assert!(
+        o.stderr.starts_with(&format!("dps: error: {der_key}: ")),
+        "{o:?}"
+    );
+    let o = e.run(
+        "register",
+        &[
+            "--registration-id",
+            "dev-sym",
+            "--symmetric-key",
+            KEY,
+            "--ca",
+            &der_cert,
+        ],
+    );
+    assert_eq!(o.code, 3, "{o:?}");
+    assert!(o.stderr.contains("`openssl x509 -inform der"), "{o:?}");
+    // A PEM file that is merely broken gets no DER hint.
+    let broken = e
+        .dir
+        .file("broken.pem", "-----BEGIN CERTIFICATE-----\nAAAA\n");
+    let o = e.run("register", &["--cert", &broken, "--private-key", &pem_key]);
+    assert_eq!(o.code, 3, "{o:?}");
+    assert!(!o.stderr.contains("DER"), "{o:?}");
+
+    let empty = e.dir.file("empty.pfx", "");
+    let o = e.run("register", &["--pkcs12", &empty]);
+    assert_eq!(o.code, 3, "{o:?}");
+    assert!(
+        o.stderr.contains(&format!(
+            "{empty}: the file is empty (expected a PKCS#12 / .pfx file)"
+        )),
+        "{o:?}"
+    );
+    assert!(!o.stderr.contains("BER"), "{o:?}");
+}
+
 #[test]
 fn register_retries_with_progress_on_stderr() {
     let e = env();
@@ -774,6 +862,163 @@ fn usage_and_credential_errors() {
 }
 
 // ---------------------------------------------------------------------------------------------
+// What the server sends never reaches the terminal or a --save file raw (issue 14 item 2, CLI side)
+
+/// A device ID with an OSC title sequence, BEL, CR/LF, C1 CSI and a bidi override.
+const EVIL_DEVICE_ID: &str = "evil\u{1b}]0;pwned\u{7}\r\n\u{9b}2J\u{202e}id";
+
+/// Fails (with the text escaped) when `text` holds a raw control character other than the
+/// newline, or a bidi override.
+fn assert_no_raw_controls(what: &str, text: &str) {
+    let bad = |c: char| (c.is_control() && c != '\n') || ('\u{202a}'..='\u{202e}').contains(&c);
+    assert!(
+        !text.chars().any(bad),
+        "{what} holds a raw control character: {text:?}"
+    );
+}
+
+fn assert_clean(o: &Out) {
+    assert_no_raw_controls("stdout", &o.stdout);
+    assert_no_raw_controls("stderr", &o.stderr);
+}
+
+#[test]
+fn control_characters_from_the_server_are_escaped_or_refused() {
+    let e = env_with(&format!(
+        r#"
+[[enrollments]]
+registration_id = "dev-evil"
+attestation = "symmetric_key"
+primary_key = "{KEY}"
+device_id = "evil\u001b]0;pwned\u0007\r\n\u009b2J\u202eid"
+[[enrollments]]
+registration_id = "dev-evil-failed"
+attestation = "symmetric_key"
+primary_key = "{KEY}"
+faults = [ {{ on = "register", result = "failed", error_code = 400207, message = "no\u001b[2J\r\nway", times = 100 }} ]
+"#
+    ));
+    let evil = ["--registration-id", "dev-evil", "--symmetric-key", KEY];
+    let escaped = "evil\\u{1b}]0;pwned\\u{7}\\u{d}\\u{a}\\u{9b}2J\\u{202e}id";
+
+    // Human output: escaped, on one line.
+    let o = e.run("register", &evil);
+    assert_eq!(o.code, 0, "{:?}", o.stderr);
+    assert_clean(&o);
+    assert!(
+        o.stdout.contains(&format!("device id         {escaped}\n")),
+        "{:?}",
+        o.stdout
+    );
+    // With the connection string, progress and trace logs.
+    let o = e.run(
+        "register",
+        &[&evil[..], &["--connection-string", "--progress", "-vvv"]].concat(),
+    );
+    assert_eq!(o.code, 0, "{:?}", o.stderr);
+    assert_clean(&o);
+    assert!(
+        o.stdout.contains(&format!("DeviceId={escaped}")),
+        "{:?}",
+        o.stdout
+    );
+    // JSON: no raw control character in the text, the value itself unchanged.
+    let o = e.run("register", &[&evil[..], &["--json"]].concat());
+    assert_eq!(o.code, 0, "{:?}", o.stderr);
+    assert_clean(&o);
+    assert_eq!(o.json()["deviceId"], EVIL_DEVICE_ID);
+
+    // --save / --use-saved: refused, nothing written, exit 4 (malformed response).
+    for opt in ["--save", "--use-saved"] {
+        let file = e.dir.path(&format!("evil{opt}.json"));
+        let o = e.run("register", &[&evil[..], &[opt, &file]].concat());
+        assert_eq!(o.code, 4, "{opt}: {:?}", o.stderr);
+        assert_clean(&o);
+        assert!(
+            o.stderr.contains(&format!(
+                "registered, but not saving the assignment to {file:?}: the deviceId sent by DPS holds control characters"
+            )),
+            "{opt}: {:?}",
+            o.stderr
+        );
+        assert!(
+            o.stdout.contains(escaped),
+            "{opt}: the result is still shown"
+        );
+        assert!(!Path::new(&file).exists(), "{opt}: {file} was written");
+        let dir_entries: Vec<_> = std::fs::read_dir(e.dir.dir()).unwrap().flatten().collect();
+        assert!(
+            dir_entries
+                .iter()
+                .all(|d| !d.file_name().to_string_lossy().contains(".tmp-")),
+            "a temporary file is left behind"
+        );
+    }
+    // A saved file edited to hold an escape sequence is not used (and not printed).
+    let file = e.dir.path("tampered.json");
+    let o = e.run(
+        "register",
+        &[
+            "--registration-id",
+            "dev-sym",
+            "--symmetric-key",
+            KEY,
+            "--save",
+            &file,
+        ],
+    );
+    assert_eq!(o.code, 0, "{o:?}");
+    let text = std::fs::read_to_string(&file).unwrap();
+    let text = text.replace("\"dev-sym-device\"", "\"dev\\u001b[2Jsym\"");
+    std::fs::write(&file, text).unwrap();
+    let o = e.run(
+        "register",
+        &[
+            "--registration-id",
+            "dev-sym",
+            "--symmetric-key",
+            KEY,
+            "--use-saved",
+            &file,
+        ],
+    );
+    assert_eq!(o.code, 0, "{o:?}");
+    assert_clean(&o);
+    assert!(
+        o.stderr
+            .contains("deviceId holds control characters; registering"),
+        "{o:?}"
+    );
+    assert!(
+        o.stdout.contains("device id         dev-sym-device\n"),
+        "{o:?}"
+    );
+
+    // A failure message from the server: escaped in the error line, the lookup line and JSON.
+    let failed = [
+        "--registration-id",
+        "dev-evil-failed",
+        "--symmetric-key",
+        KEY,
+    ];
+    let o = e.run("register", &failed);
+    assert_eq!(o.code, 6, "{:?}", o.stderr);
+    assert_clean(&o);
+    assert!(o.stderr.contains("no\\u{1b}[2J  way"), "{:?}", o.stderr);
+    let o = e.run("register", &[&failed[..], &["--json"]].concat());
+    assert_eq!(o.code, 6, "{:?}", o.stderr);
+    assert_clean(&o);
+    let o = e.run("lookup", &failed);
+    assert_eq!(o.code, 6, "{:?}", o.stderr);
+    assert_clean(&o);
+    assert!(
+        o.stderr.contains("no\\u{1b}[2J\\u{d}\\u{a}way"),
+        "{:?}",
+        o.stderr
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
 // --save / --use-saved
 
 #[test]
@@ -1042,7 +1287,7 @@ fn derive_key() {
     assert_eq!(v[0]["registrationId"], V1_ID);
     assert_eq!(v[0]["deviceKey"], V1_KEY);
     assert_eq!(v[1]["registrationId"], "dev-2");
-    let dir = TempDir::new();
+    let dir = TempDir::new("dps-cli-test");
     let ids = dir.file("ids.txt", &format!("# factory batch\n{V1_ID}\n\ndev-2\n"));
     let o = dps(
         &[

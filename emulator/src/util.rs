@@ -37,6 +37,13 @@ pub fn dps_timestamp(t: SystemTime) -> String {
     )
 }
 
+/// Today's UTC date shifted by `offset_days`, as (year, month, day).
+pub fn utc_date(offset_days: i64) -> (i32, u8, u8) {
+    let (days, _, _) = split(SystemTime::now());
+    let (y, m, d) = civil_from_days(days + offset_days);
+    (y as i32, m as u8, d as u8)
+}
+
 pub fn now_timestamp() -> String {
     dps_timestamp(SystemTime::now())
 }

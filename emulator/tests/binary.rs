@@ -1,11 +1,10 @@
 //! The `dps-emulator` binary: config errors, startup line, CA output, SIGTERM/SIGINT shutdown.
 
-mod common;
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::*;
+use dps_test_support::*;
 
 const BIN: &str = env!("CARGO_BIN_EXE_dps-emulator");
 

@@ -1,9 +1,8 @@
 //! Scripted faults and strict polling.
 
-mod common;
 use std::time::{Duration, Instant};
 
-use common::*;
+use dps_test_support::*;
 
 fn with_faults(faults: &str) -> dps_emulator::Emulator {
     start(&format!(

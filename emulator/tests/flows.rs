@@ -1,8 +1,7 @@
 //! End-to-end flows over real TLS: symmetric keys, X.509, validation, reprovisioning.
 
-mod common;
-use common::*;
 use dps_emulator::pki;
+use dps_test_support::*;
 
 fn is_dps_timestamp(s: &str) -> bool {
     // 2022-08-31T22:02:50.5163352Z
@@ -303,7 +302,7 @@ fn request_validation() {
     assert_eq!(r.status, 400);
     let r = put(
         &mut c,
-        "/0neFFFFFFFF/registrations/dev-sym/register?api-version=2021-06-01",
+        &format!("/0neFFFFFFFF/registrations/dev-sym/register?api-version={API_VERSION}"),
         &[auth, JSON],
         body,
     );
@@ -358,7 +357,7 @@ fn request_validation() {
     let r = put(
         &mut c,
         &format!(
-            "/{SCOPE}/registrations/dev-sym/register?api-version=2021-06-01&forceRegistration=true"
+            "/{SCOPE}/registrations/dev-sym/register?api-version={API_VERSION}&forceRegistration=true"
         ),
         &[
             auth,
@@ -474,6 +473,43 @@ fn x509_individual_and_group_chains() {
     let mut c = Client::connect_cert(&emu, &stranger.cert_pem, &stranger.key_pem);
     assert_eq!(register_x509(&mut c, "dev-x509").status, 401);
     assert!(emu.log_lines().iter().any(|l| l.contains("x509 refused")));
+}
+
+#[test]
+fn x509_refusals_say_ca_certificate_not_found_when_the_chain_stops_short() {
+    let dev = pki::self_signed_device("dev-x509");
+    let root = pki::TestCa::new("Group Root");
+    let inter = root.intermediate("Group Intermediate");
+    let emu = start(&x509_toml(&dev, &root));
+    let message = |chain: &str, key: &str, regid: &str| {
+        let mut c = Client::connect_cert(&emu, chain, key);
+        let r = register_x509(&mut c, regid);
+        assert_eq!(
+            (r.status, r.json()["errorCode"].as_u64()),
+            (401, Some(401002))
+        );
+        r.json()["message"].as_str().unwrap().to_string()
+    };
+    // the group device sent only its leaf (PROTOCOL.md: the most reported X.509 failure)
+    let leaf = inter.issue_device("grp-dev-1");
+    assert_eq!(
+        message(&leaf.cert_pem, &leaf.key_pem, "grp-dev-1"),
+        "CA certificate not found."
+    );
+    // a chain to a CA no group has
+    let other = pki::TestCa::new("Other Root").issue_device("grp-dev-2");
+    assert_eq!(
+        message(&other.chain_pem, &other.key_pem, "grp-dev-2"),
+        "CA certificate not found."
+    );
+    // the whole chain, but the CN is not the registration id: the certificate is invalid
+    assert_eq!(
+        message(&leaf.chain_pem, &leaf.key_pem, "someone-else"),
+        "Invalid certificate."
+    );
+    // and with the chain it works
+    let mut c = Client::connect_cert(&emu, &leaf.chain_pem, &leaf.key_pem);
+    assert_eq!(register_x509(&mut c, "grp-dev-1").status, 200);
 }
 
 fn openssl_self_signed(

@@ -2,12 +2,11 @@
 //! versions pinned in emulator/node-conformance/package-lock.json) provisions against the
 //! emulator. Needs `node` and `npm ci --prefix emulator/node-conformance`.
 
-mod common;
 use std::path::PathBuf;
 use std::process::Command;
 
-use common::*;
 use dps_emulator::pki;
+use dps_test_support::*;
 use serde_json::{Value, json};
 
 #[test]

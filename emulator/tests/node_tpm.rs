@@ -5,14 +5,12 @@
 //! only by our own client. Needs `node`, `npm ci --ignore-scripts --prefix emulator/node-tpm`,
 //! swtpm and tpm2-tools.
 
-mod common;
-
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::Instant;
 
-use common::*;
 use dps_emulator::tpm::swtpm::Swtpm;
+use dps_test_support::*;
 use serde_json::{Value, json};
 
 const HUB_KEY: &str = "ISIjJCUmJygpKissLS4vMDEyMzQ1Njc4OTo7PD0+P0A=";

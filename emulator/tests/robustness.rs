@@ -1,11 +1,10 @@
 //! Bad input never crashes the emulator nor stalls other connections.
 
-mod common;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use common::*;
+use dps_test_support::*;
 
 fn emu_with_limits() -> dps_emulator::Emulator {
     start(&format!(

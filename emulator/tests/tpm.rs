@@ -3,13 +3,11 @@
 //! (ActivateCredential under PolicySecret, Import, Load, HMAC). Needs swtpm and tpm2-tools
 //! (`.ci/run` installs them); without them the tests fail saying so.
 
-mod common;
-
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use common::*;
 use dps_emulator::tpm::swtpm::Swtpm;
 use dps_emulator::tpm::{ActivationBlob, RsaPublic};
+use dps_test_support::*;
 use serde_json::{Value, json};
 
 /// The hub key the enrollment fixes, so the test can check the key the device imported.

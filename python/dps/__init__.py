@@ -48,7 +48,7 @@ from ._errors import (
     error_class,
 )
 from ._native import LibraryNotFoundError
-from ._status import Event, RegistrationStatus, Status
+from ._status import Event, RegistrationStatus, Status, StatusClass
 
 __version__ = "0.1.0"
 
@@ -66,6 +66,7 @@ __all__ = [
     "PemSource",
     "TRACE",
     "Status",
+    "StatusClass",
     "Event",
     "RegistrationStatus",
     "DpsError",

@@ -256,7 +256,7 @@ StatusCallback = Callable[[StatusEvent], Any]
 
 
 def version() -> str:
-    """The library version and build, e.g. ``"dps/0.1.0 (rustls 0.23, ring; pkcs12)"``."""
+    """The library version and build, e.g. ``"dps/0.1.0 (rustls 0.23.46, ring; pkcs12)"``."""
     return _dec(_lib().dps_version()) or ""
 
 
@@ -301,8 +301,7 @@ class _Config:
     def call(self, fn: str, *args: Any) -> None:
         st = getattr(self.lib, fn)(self.ptr, *args)
         if st != Status.OK:
-            msg = _dec(self.lib.dps_config_last_error(self.ptr)) or _status_text(self.lib, st)
-            raise error_class(st)(st, msg)
+            raise _error_from_ptr(self.lib, st, self.lib.dps_config_last_error(self.ptr))
 
     def close(self) -> None:
         if self.ptr:
@@ -576,13 +575,13 @@ class Client:
         with self._op_lock:
             self._check()
             if callback is None:
-                st = self._lib.dps_client_set_status_callback(self._h, _native.STATUS_CALLBACK(), None)
+                st = self._lib.dps_client_set_event_callback(self._h, _native.EVENT_CALLBACK(), None)
                 self._trampoline = None
             else:
                 if not callable(callback):
                     raise TypeError("the status callback must be callable")
-                tramp = _native.STATUS_CALLBACK(self._on_event)
-                st = self._lib.dps_client_set_status_callback(self._h, tramp, None)
+                tramp = _native.EVENT_CALLBACK(self._on_event)
+                st = self._lib.dps_client_set_event_callback(self._h, tramp, None)
                 self._trampoline = tramp
             self._on_status = callback
             if st != Status.OK:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Dict, Optional, Type
 
-from ._status import Status
+from ._status import Status, StatusClass
 
 __all__ = [
     "DpsError",
@@ -134,23 +134,33 @@ _EXACT: Dict[int, Type[DpsError]] = {
 }
 
 
+_BY_CLASS: Dict[int, Type[DpsError]] = {
+    StatusClass.USAGE: UsageError,
+    StatusClass.CREDENTIAL: CredentialError,
+    StatusClass.NETWORK: NetworkError,
+    StatusClass.REFUSED: ServiceError,
+    StatusClass.REGISTRATION_FAILED: RegistrationFailedError,
+    StatusClass.LIFECYCLE: DpsError,
+}
+
+#: The TLS statuses within the network class (their own subclass).
+_TLS = {
+    Status.TLS_SERVER_UNTRUSTED,
+    Status.TLS_SERVER_NAME_MISMATCH,
+    Status.TLS_CLIENT_CERT_REJECTED,
+    Status.TLS,
+}
+
+
 def error_class(status: int) -> Type[DpsError]:
-    """The exception class raised for ``status``."""
+    """The exception class raised for ``status``: the library's ``dps_status_class`` decides
+    the family; a few statuses have their own subclass."""
+    from . import _native
+
     status = int(status)
     if status in _EXACT:
         return _EXACT[status]
-    if 100 <= status < 200:
-        return UsageError
-    if 200 <= status < 300:
-        return CredentialError
-    if 303 <= status <= 306:
+    if status in _TLS:
         return TlsError
-    if 300 <= status < 400:
-        return NetworkError
-    if 400 <= status < 460:
-        return ServiceError
-    if 460 <= status < 500:
-        return RegistrationFailedError
-    if 500 <= status < 600:
-        return DeadlineExceededError if status == 500 else CancelledError
-    return InternalError
+    cls = _native.load().dps_status_class(status)
+    return _BY_CLASS.get(cls, InternalError)

@@ -40,7 +40,7 @@ __all__ = [
     "LibraryNotFoundError",
     "load",
     "library_candidates",
-    "STATUS_CALLBACK",
+    "EVENT_CALLBACK",
     "LOG_CALLBACK",
     "EXPECTED_MAJOR",
 ]
@@ -85,7 +85,7 @@ ErrorP = POINTER(dps_error)
 dps_status = c_uint32
 
 #: ``void (*)(void *userdata, uint32_t event, uint32_t wait_ms, dps_status cause)``
-STATUS_CALLBACK = CFUNCTYPE(None, c_void_p, c_uint32, c_uint32, dps_status)
+EVENT_CALLBACK = CFUNCTYPE(None, c_void_p, c_uint32, c_uint32, dps_status)
 #: ``void (*)(void *userdata, uint32_t level, const char *message)``
 LOG_CALLBACK = CFUNCTYPE(None, c_void_p, c_uint32, c_char_p)
 
@@ -95,6 +95,7 @@ _SIGNATURES = {
     "dps_version": (c_char_p, []),
     "dps_version_number": (c_uint32, []),
     "dps_status_str": (c_char_p, [dps_status]),
+    "dps_status_class": (c_uint32, [dps_status]),
     "dps_derive_device_key": (
         dps_status,
         [c_char_p, c_char_p, POINTER(c_char), c_size_t, POINTER(c_size_t)],
@@ -103,7 +104,7 @@ _SIGNATURES = {
     # config
     "dps_config_new": (dps_status, [c_char_p, c_char_p, POINTER(ConfigP)]),
     "dps_config_free": (None, [ConfigP]),
-    "dps_config_last_error": (c_char_p, [ConfigP]),
+    "dps_config_last_error": (ErrorP, [ConfigP]),
     "dps_config_set_symmetric_key": (dps_status, [ConfigP, c_char_p]),
     "dps_config_set_group_key": (dps_status, [ConfigP, c_char_p]),
     "dps_config_set_x509_pem": (dps_status, [ConfigP, c_char_p, c_char_p, c_char_p]),
@@ -141,9 +142,9 @@ _SIGNATURES = {
     ),
     "dps_client_lookup": (dps_status, [ClientP, POINTER(RegistrationP)]),
     "dps_client_cancel": (None, [ClientP]),
-    "dps_client_set_status_callback": (
+    "dps_client_set_event_callback": (
         dps_status,
-        [ClientP, STATUS_CALLBACK, c_void_p],
+        [ClientP, EVENT_CALLBACK, c_void_p],
     ),
     "dps_client_last_error": (ErrorP, [ClientP]),
     "dps_client_connection_string": (

@@ -4,7 +4,28 @@ from __future__ import annotations
 
 import enum
 
-__all__ = ["Status", "Event", "RegistrationStatus"]
+__all__ = ["Status", "StatusClass", "Event", "RegistrationStatus"]
+
+
+class StatusClass(enum.IntEnum):
+    """The class of a status (``DPS_CLASS_*``, from ``dps_status_class``): what to do about it."""
+
+    NONE = 0
+    """``OK`` and ``PENDING``: not a failure."""
+    USAGE = 1
+    """1xx: a bad argument or configuration; nothing was sent."""
+    CREDENTIAL = 2
+    """2xx: a key, certificate, password, token or trusted root is unusable."""
+    NETWORK = 3
+    """3xx: DNS, TCP, TLS, proxy, or a malformed or oversized answer."""
+    REFUSED = 4
+    """400-459: DPS refused the request."""
+    REGISTRATION_FAILED = 5
+    """460-499: the registration ended ``failed``, or the enrollment is disabled."""
+    LIFECYCLE = 6
+    """5xx: the deadline passed or the operation was cancelled."""
+    INTERNAL = 9
+    """9xx and unknown codes: internal failure."""
 
 
 class Status(enum.IntEnum):
@@ -82,6 +103,15 @@ class Status(enum.IntEnum):
 
     FILE_READ = 208
     """A file could not be read."""
+
+    SIGNER_FAILED = 209
+    """An external key (signing or HMAC callback, PKCS#11 token, TPM) failed or returned an unusable result."""
+
+    TPM = 220
+    """A TPM command failed, the TPM is unreachable, or a key it should hold is missing."""
+
+    TPM_ACTIVATION_FAILED = 221
+    """The TPM refused the DPS activation blob (not made for this TPM's EK and SRK, or altered)."""
 
     DNS = 300
     """The host name could not be resolved."""

@@ -5,9 +5,7 @@ Nothing is built here. Build first:  cargo build --release -p dps -p dps-emulato
 
 from __future__ import annotations
 
-import hashlib
 import os
-import ssl
 import subprocess
 import sys
 import threading
@@ -17,12 +15,33 @@ from typing import Iterator
 
 import pytest
 
+try:
+    import tomllib  # Python 3.11+
+except ModuleNotFoundError:  # older Pythons: the same parser as a package
+    try:
+        import tomli as tomllib  # type: ignore[no-redef]
+    except ModuleNotFoundError:
+        pytest.exit("the tests read tests/fixtures/emulator.toml: use Python 3.11+ or `pip install tomli`", returncode=4)
+
 REPO = Path(__file__).resolve().parents[2]
 FIXTURES = REPO / "tests" / "fixtures" / "x509"
-SCOPE = "0ne00000001"
-KEY = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="
-OTHER_KEY = "HxweHRwbGhkYFxYVFBMSERAPDg0MCwoJCAcGBQQDAgE="
-GROUP_KEY = "8isrFI1sGsIlvvFSSFRiMfCNzv21fjbE/+ah/lSh3lF8e2YG1Te7w1KpZhJFFXJrqYKi9yegxkqIChbqOS9Egw=="
+# The standard emulator (scope, hubs, enrollments) shared with the Rust tests, the demo and the
+# bench; the test keys are read from it.
+EMULATOR_CONFIG = REPO / "tests" / "fixtures" / "emulator.toml"
+_STANDARD = tomllib.loads(EMULATOR_CONFIG.read_text())
+
+
+def _enrollment_key(kind: str, name: str) -> str:
+    for e in _STANDARD["enrollments"]:
+        if e.get(kind) == name:
+            return e["primary_key"]
+    raise AssertionError(f"{kind} {name} is not in {EMULATOR_CONFIG}")
+
+
+SCOPE = _STANDARD["id_scope"]
+KEY = _enrollment_key("registration_id", "dev-sym")
+OTHER_KEY = _enrollment_key("registration_id", "dev-other")
+GROUP_KEY = _enrollment_key("group_id", "sym-group")
 BUILD_HINT = "run `cargo build --release -p dps -p dps-emulator` from the repository root first"
 
 sys.path.insert(0, str(REPO / "python"))
@@ -53,14 +72,6 @@ def _find(env: str, name: str, profiles=("release",)) -> Path:
     raise AssertionError  # unreachable
 
 
-def thumbprint(pem_path: Path) -> str:
-    """SHA-256 of the first certificate's DER, as the emulator wants it."""
-    text = pem_path.read_text()
-    start = text.index("-----BEGIN CERTIFICATE-----")
-    end = text.index("-----END CERTIFICATE-----", start) + len("-----END CERTIFICATE-----")
-    return hashlib.sha256(ssl.PEM_cert_to_DER_cert(text[start:end])).hexdigest()
-
-
 @dataclass
 class Emu:
     port: int
@@ -82,80 +93,6 @@ class Emu:
         return base
 
 
-def _config(tmp: Path) -> str:
-    chain_root = FIXTURES / "chain-root.cert.pem"
-    return f"""
-id_scope = "{SCOPE}"
-retry_after_secs = 0
-assigning_polls = 1
-log_requests = false
-[[hubs]]
-host_name = "hub-a.azure-devices.net"
-[[hubs]]
-host_name = "hub-b.azure-devices.net"
-
-[[enrollments]]
-registration_id = "dev-sym"
-attestation = "symmetric_key"
-primary_key = "{KEY}"
-device_id = "dev-sym-device"
-allocation = "static"
-hubs = ["hub-a.azure-devices.net"]
-
-[[enrollments]]
-group_id = "sym-group"
-attestation = "symmetric_key"
-primary_key = "{GROUP_KEY}"
-echo_payload = true
-
-[[enrollments]]
-registration_id = "dev-payload"
-attestation = "symmetric_key"
-primary_key = "{KEY}"
-payload = {{ firmware = "1.2.3", site = "lab" }}
-
-[[enrollments]]
-registration_id = "dev-disabled"
-attestation = "symmetric_key"
-primary_key = "{KEY}"
-enabled = false
-
-[[enrollments]]
-registration_id = "dev-failed"
-attestation = "symmetric_key"
-primary_key = "{KEY}"
-faults = [ {{ on = "register", result = "failed", error_code = 400207, times = 1000 }} ]
-
-[[enrollments]]
-registration_id = "dev-flaky"
-attestation = "symmetric_key"
-primary_key = "{KEY}"
-faults = [ {{ on = "register", status = 429, retry_after = "0", times = 2 }}, {{ on = "register", status = 503, retry_after = "0" }} ]
-
-[[enrollments]]
-registration_id = "dev-slow"
-attestation = "symmetric_key"
-primary_key = "{KEY}"
-retry_after_secs = 1
-faults = [ {{ on = "register", action = "endless_assigning", times = 1000 }} ]
-
-[[enrollments]]
-registration_id = "x509-p256-device"
-attestation = "x509"
-thumbprint = "{thumbprint(FIXTURES / 'p256.cert.pem')}"
-
-[[enrollments]]
-registration_id = "x509-rsa-device"
-attestation = "x509"
-thumbprint = "{thumbprint(FIXTURES / 'rsa.cert.pem')}"
-
-[[enrollments]]
-group_id = "x509-chain-group"
-attestation = "x509"
-ca_file = "{chain_root}"
-"""
-
-
 @pytest.fixture(scope="session", autouse=True)
 def library() -> Path:
     """Loads target/release/libdps.so (or $DPS_LIBRARY) once for the session."""
@@ -171,11 +108,9 @@ def library() -> Path:
 def emulator(tmp_path_factory: pytest.TempPathFactory, library: Path) -> Iterator[Emu]:
     exe = _find("DPS_EMULATOR", "dps-emulator", profiles=("release", "debug"))
     tmp = tmp_path_factory.mktemp("emulator")
-    cfg = tmp / "emulator.toml"
-    cfg.write_text(_config(tmp))
     ca = tmp / "ca.pem"
     proc = subprocess.Popen(
-        [str(exe), "--config", str(cfg), "--port", "0", "--ca-out", str(ca), "--quiet"],
+        [str(exe), "--config", str(EMULATOR_CONFIG), "--port", "0", "--ca-out", str(ca), "--quiet"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

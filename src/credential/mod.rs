@@ -1,72 +1,146 @@
-//! What proves the device's identity: an X.509 certificate and key (mutual
-//! TLS), or a symmetric key (SAS token). The enum is open for keys that never
-//! leave hardware: a signer only has to provide a `rustls::sign::CertifiedKey`
-//! (X.509) or an HMAC function (SAS), and the transport and protocol layers
-//! stay unchanged.
+//! What proves the device's identity: an X.509 certificate and key (mutual TLS), or a
+//! symmetric key (SAS tokens). Keys may live outside the library: an X.509 key behind a
+//! [`DigestSigner`] (a C callback, a PKCS#11 token, a TPM), a symmetric key behind an
+//! [`HmacKey`]. The state machine asks the [`Credential`] what it needs (its `Authorization`
+//! header, its TLS identity, whether a 401 earns a fresh token, the IoT Hub connection string)
+//! and never matches on its kind.
 
 pub mod hmac;
 pub mod signer;
 pub mod x509;
 
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use rustls::sign::CertifiedKey;
 use zeroize::Zeroizing;
 
-use crate::error::Result;
+use crate::error::{Error, ErrorKind, Result};
 use crate::protocol::sas;
 pub use hmac::HmacKey;
 pub use signer::{DigestSigner, SignatureScheme};
 pub use x509::X509Credential;
 
-/// A symmetric key for SAS authentication. The bytes are zeroized on drop and
-/// never printed.
+/// Derives an enrollment group member's device key (PROTOCOL.md 5.3):
+/// `base64(HMAC-SHA256(base64decode(group_key), registration_id))`. The one derivation used by
+/// the config, the C ABI (`dps_derive_device_key`) and the CLI. The result is zeroized on drop.
+pub fn derive_device_key(
+    base64_group_key: &str,
+    registration_id: &str,
+) -> Result<Zeroizing<String>> {
+    crate::protocol::ids::validate_registration_id(registration_id)?;
+    let group = sas::decode_key(base64_group_key)?;
+    Ok(sas::derive_device_key(&group, registration_id))
+}
+
+/// Where a symmetric key lives.
+#[derive(Clone)]
+enum KeySource {
+    /// In memory (zeroized on drop).
+    Memory(Zeroizing<Vec<u8>>),
+    /// Behind an [`HmacKey`]: a callback, a PKCS#11 token, a TPM.
+    External(Arc<dyn HmacKey>),
+}
+
+/// A symmetric key for SAS authentication: in memory (zeroized on drop, never printed), or held
+/// elsewhere behind an [`HmacKey`].
 #[derive(Clone)]
 pub struct SymmetricKey {
-    key: Zeroizing<Vec<u8>>,
-    derived_from_group: bool,
+    source: KeySource,
 }
 
 impl std::fmt::Debug for SymmetricKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SymmetricKey")
-            .field("key", &"<redacted>")
-            .field("derived_from_group", &self.derived_from_group)
-            .finish()
+        match &self.source {
+            KeySource::Memory(_) => f.write_str("SymmetricKey(<redacted>)"),
+            KeySource::External(k) => write!(f, "SymmetricKey({})", k.describe()),
+        }
     }
 }
 
 impl SymmetricKey {
     /// An individual enrollment's key (base64).
     pub fn individual(base64_key: &str) -> Result<Self> {
-        Ok(SymmetricKey {
-            key: sas::decode_key(base64_key)?,
-            derived_from_group: false,
-        })
+        Ok(Self::memory(sas::decode_key(base64_key)?))
     }
 
     /// The device key derived from an enrollment group key (PROTOCOL.md 5.3).
     pub fn from_group(base64_group_key: &str, registration_id: &str) -> Result<Self> {
-        let group = sas::decode_key(base64_group_key)?;
-        let derived = sas::derive_device_key(&group, registration_id);
-        Ok(SymmetricKey {
-            key: sas::decode_key(&derived)?,
-            derived_from_group: true,
-        })
+        Self::individual(&derive_device_key(base64_group_key, registration_id)?)
     }
 
-    /// The key in base64 (a secret: for the IoT Hub connection string only).
-    pub fn to_base64(&self) -> Zeroizing<String> {
+    /// A key the library never sees: every SAS signature is computed by `key`. Works for
+    /// individual keys and for group-derived device keys provisioned at the factory.
+    pub fn from_hmac_key(key: Arc<dyn HmacKey>) -> Self {
+        SymmetricKey {
+            source: KeySource::External(key),
+        }
+    }
+
+    fn memory(key: Zeroizing<Vec<u8>>) -> Self {
+        SymmetricKey {
+            source: KeySource::Memory(key),
+        }
+    }
+
+    /// The key in base64 (a secret: for the IoT Hub connection string only), or `None` when
+    /// the key is held outside the library.
+    pub fn to_base64(&self) -> Option<Zeroizing<String>> {
         use base64::Engine as _;
-        Zeroizing::new(base64::engine::general_purpose::STANDARD.encode(self.key.as_slice()))
+        match &self.source {
+            KeySource::Memory(k) => Some(Zeroizing::new(
+                base64::engine::general_purpose::STANDARD.encode(k.as_slice()),
+            )),
+            KeySource::External(_) => None,
+        }
     }
 
-    /// Whether the key was derived from a group key.
-    pub fn is_derived(&self) -> bool {
-        self.derived_from_group
+    /// `HMAC-SHA256(key, data)`, wherever the key lives. A failing external key gives
+    /// [`ErrorKind::SignerFailed`].
+    pub fn hmac_sha256(&self, data: &[u8]) -> Result<Zeroizing<[u8; 32]>> {
+        match &self.source {
+            KeySource::Memory(k) => Ok(Zeroizing::new(sas::hmac_sha256(k, data))),
+            KeySource::External(k) => k.hmac_sha256(data).map(Zeroizing::new).map_err(|e| {
+                let mut out = Error::new(
+                    ErrorKind::SignerFailed,
+                    format!("the HMAC key {} failed: {}", k.describe(), e.message),
+                );
+                out.cause = Some(e.kind);
+                out
+            }),
+        }
     }
 
-    pub(crate) fn bytes(&self) -> &[u8] {
-        &self.key
+    /// A SAS token for an already URL-encoded resource URI `sr`, valid until `expiry_unix`.
+    pub fn sas_token(
+        &self,
+        sr: &str,
+        expiry_unix: u64,
+        skn: Option<&str>,
+    ) -> Result<Zeroizing<String>> {
+        let mac = self.hmac_sha256(sas::string_to_sign(sr, expiry_unix).as_bytes())?;
+        Ok(sas::assemble(sr, &mac, expiry_unix, skn))
+    }
+
+    /// The IoT Hub SAS token the device presents to its hub after provisioning (audience
+    /// `<hub>/devices/<deviceId>`, no key name), signed with this key wherever it lives.
+    pub fn iot_hub_sas_token(
+        &self,
+        hub: &str,
+        device_id: &str,
+        expiry_unix: u64,
+    ) -> Result<Zeroizing<String>> {
+        if hub.is_empty() || device_id.is_empty() {
+            return Err(Error::new(
+                ErrorKind::InvalidArgument,
+                "the IoT Hub SAS token needs a hub host name and a device ID",
+            ));
+        }
+        self.sas_token(
+            &sas::iot_hub_resource_uri(hub, device_id),
+            expiry_unix,
+            None,
+        )
     }
 }
 
@@ -77,6 +151,82 @@ pub enum Credential {
     X509(X509Credential),
     /// SAS tokens signed with a symmetric key.
     SymmetricKey(SymmetricKey),
+}
+
+/// What the registration state machine asks of a credential. Every credential-specific
+/// decision lives here, so a new credential kind leaves `client.rs` untouched.
+impl Credential {
+    /// The `Authorization` header for the next request, if this credential uses one (SAS).
+    pub(crate) fn authorization(
+        &self,
+        tokens: &mut TokenCache,
+        id_scope: &str,
+        registration_id: &str,
+        ttl: Duration,
+        now: SystemTime,
+    ) -> Result<Option<Zeroizing<String>>> {
+        match self {
+            Credential::SymmetricKey(k) => tokens
+                .get(k, id_scope, registration_id, ttl, now)
+                .map(|t| Some(Zeroizing::new(t.to_owned()))),
+            Credential::X509(_) => Ok(None),
+        }
+    }
+
+    /// The client certificate and key for the TLS handshake, if this credential uses one.
+    pub fn tls_identity(&self) -> Option<Arc<CertifiedKey>> {
+        match self {
+            Credential::X509(x) => Some(x.certified_key()),
+            Credential::SymmetricKey(_) => None,
+        }
+    }
+
+    /// Whether TLS 1.3 may be offered: not for an external RSA key that only makes PKCS#1 v1.5
+    /// signatures (TLS 1.3 requires PSS; DPS itself speaks TLS 1.2).
+    pub(crate) fn tls13_allowed(&self) -> bool {
+        match self {
+            Credential::X509(x) => !x.tls12_only(),
+            Credential::SymmetricKey(_) => true,
+        }
+    }
+
+    /// Whether a 401 while polling earns one re-registration with a fresh token
+    /// (PROTOCOL.md 4.2: the token may have expired). A certificate does not get fresher.
+    pub(crate) fn fresh_token_on_401(&self) -> bool {
+        matches!(self, Credential::SymmetricKey(_))
+    }
+
+    /// The IoT Hub connection string the device uses next:
+    /// `HostName=<hub>;DeviceId=<id>;SharedAccessKey=<key>` for an in-memory symmetric key,
+    /// `HostName=<hub>;DeviceId=<id>;x509=true` for certificates. A key held outside the
+    /// library cannot be written into a connection string: [`ErrorKind::Unsupported`] (use
+    /// [`SymmetricKey::iot_hub_sas_token`]). The result is zeroized on drop.
+    pub fn connection_string(&self, hub: &str, device_id: &str) -> Result<Zeroizing<String>> {
+        match self {
+            Credential::SymmetricKey(k) => match k.to_base64() {
+                Some(key) => Ok(Zeroizing::new(format!(
+                    "HostName={hub};DeviceId={device_id};SharedAccessKey={}",
+                    key.as_str()
+                ))),
+                None => Err(Error::new(
+                    ErrorKind::Unsupported,
+                    "the symmetric key is held outside the library, so it cannot go into a \
+                     connection string; use an IoT Hub SAS token instead",
+                )),
+            },
+            Credential::X509(_) => Ok(Zeroizing::new(format!(
+                "HostName={hub};DeviceId={device_id};x509=true"
+            ))),
+        }
+    }
+
+    /// The symmetric key, for SAS tokens beyond registration (IoT Hub tokens).
+    pub fn symmetric_key(&self) -> Option<&SymmetricKey> {
+        match self {
+            Credential::SymmetricKey(k) => Some(k),
+            Credential::X509(_) => None,
+        }
+    }
 }
 
 /// Caches a SAS token and renews it when it is close to expiry.
@@ -95,7 +245,7 @@ impl TokenCache {
         id: &str,
         ttl: Duration,
         now: SystemTime,
-    ) -> &str {
+    ) -> Result<&str> {
         let now = now
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_secs())
@@ -104,26 +254,19 @@ impl TokenCache {
         let fresh = matches!(&self.token, Some((_, exp)) if *exp > now + margin);
         if !fresh {
             let exp = now + ttl.as_secs().max(1);
-            self.token = Some((sas::token(key.bytes(), scope, id, exp), exp));
+            let sr = sas::resource_uri(scope, id);
+            self.token = Some((key.sas_token(&sr, exp, Some("registration"))?, exp));
         }
-        self.token
+        Ok(self
+            .token
             .as_ref()
             .map(|(t, _)| t.as_str())
-            .unwrap_or_default()
+            .unwrap_or_default())
     }
 
     /// Forgets the token (after a 401, to force a new one).
     pub fn clear(&mut self) {
         self.token = None;
-    }
-}
-
-impl SymmetricKey {
-    pub(crate) fn from_derived(base64_key: &str) -> Result<Self> {
-        Ok(SymmetricKey {
-            key: sas::decode_key(base64_key)?,
-            derived_from_group: true,
-        })
     }
 }
 
@@ -155,10 +298,9 @@ mod tests {
         )
         .unwrap();
         assert_eq!(
-            k.to_base64().as_str(),
+            k.to_base64().unwrap().as_str(),
             "Jsm0lyGpjaVYVP2g3FnmnmG9dI/9qU24wNoykUmermc="
         );
-        assert!(k.is_derived());
         assert!(!format!("{k:?}").contains("Jsm0"));
     }
 
@@ -168,14 +310,16 @@ mod tests {
         let mut c = TokenCache::default();
         let t0 = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
         let ttl = Duration::from_secs(3600);
-        let a = c.get(&k, "0ne00111111", "d", ttl, t0).to_owned();
+        let a = c.get(&k, "0ne00111111", "d", ttl, t0).unwrap().to_owned();
         assert!(a.ends_with("&se=1700003600&skn=registration"));
         let b = c
             .get(&k, "0ne00111111", "d", ttl, t0 + Duration::from_secs(3000))
+            .unwrap()
             .to_owned();
         assert_eq!(a, b);
         let c2 = c
             .get(&k, "0ne00111111", "d", ttl, t0 + Duration::from_secs(3300))
+            .unwrap()
             .to_owned();
         assert!(c2.ends_with("&se=1700006900&skn=registration"));
     }

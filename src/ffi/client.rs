@@ -12,23 +12,28 @@ use crate::transport::CancelToken;
 /// keep-alive connection, one registration at a time.
 ///
 /// Methods: `dps_client_new`, `dps_client_register`, `dps_client_step`,
-/// `dps_client_lookup`, `dps_client_cancel`, `dps_client_set_status_callback`,
+/// `dps_client_lookup`, `dps_client_cancel`, `dps_client_set_event_callback`,
 /// `dps_client_last_error`, `dps_client_connection_string`,
-/// `dps_client_registration_id`,
+/// `dps_client_iot_hub_sas_token`, `dps_client_registration_id`,
 /// `dps_client_free`.
 ///
-/// Thread safety: a client must not be used by two threads at once (calls
-/// are serialized by an internal lock if they are), but may be moved between
-/// threads. `dps_client_cancel` is the exception: any thread, any time.
+/// Thread safety: a client is driven by one thread at a time and may move
+/// between threads. A driving call (`register`, `step`, `lookup`,
+/// `set_event_callback`) made while another driving call on the same client is
+/// in progress, on another thread or from one of its callbacks, returns
+/// `DPS_ERR_INVALID_STATE` at once instead of waiting. The getters
+/// (`last_error`, `connection_string`, `iot_hub_sas_token`, `registration_id`)
+/// and `dps_client_cancel` never wait: any thread, any time, callbacks included.
 pub struct dps_client {
     cancel: Arc<CancelToken>,
     registration_id: std::ffi::CString,
-    inner: Mutex<ClientState>,
-}
-
-struct ClientState {
-    client: Client,
-    last_error: Option<Box<dps_error>>,
+    /// The immutable configuration, readable without the lock (getters never wait for a
+    /// registration running on another thread).
+    config: Arc<crate::Config>,
+    /// Held for the whole of a driving call.
+    inner: Mutex<Client>,
+    /// The error of the last completed driving call; locked only to read or replace it.
+    last_error: Mutex<Option<Box<dps_error>>>,
 }
 
 /// Event: the register request (PUT) is about to be sent.
@@ -42,14 +47,16 @@ pub const DPS_EVENT_ASSIGNED: u32 = 4;
 /// Event: the registration failed with status `cause`.
 pub const DPS_EVENT_FAILED: u32 = 5;
 
-/// Progress callback. `userdata` is what was given with the callback;
-/// `event` is a `DPS_EVENT_*` value; `wait_ms` is the coming wait for
+/// Event callback: progress of a registration. `userdata` is what was given with the
+/// callback; `event` is a `DPS_EVENT_*` value; `wait_ms` is the coming wait for
 /// `ASSIGNING` and `RETRYING` (else 0); `cause` is the failure status for
 /// `RETRYING` and `FAILED` (else `DPS_OK`). Runs on the thread that called
 /// into the client, inside that call. It must return normally (no longjmp, no
-/// C++ exception) and must not call functions on the same client, except
-/// `dps_client_cancel`.
-pub type dps_status_callback = Option<
+/// C++ exception). On the same client it may call `dps_client_cancel` and the
+/// getters (`dps_client_last_error` gives the previous call's error); driving
+/// calls (`register`, `step`, `lookup`, `set_event_callback`) return
+/// `DPS_ERR_INVALID_STATE`. Other clients and configs may be used freely.
+pub type dps_event_callback = Option<
     unsafe extern "C" fn(userdata: *mut c_void, event: u32, wait_ms: u32, cause: dps_status),
 >;
 
@@ -65,38 +72,40 @@ fn ms(d: std::time::Duration) -> u32 {
     u32::try_from(d.as_millis()).unwrap_or(u32::MAX)
 }
 
-/// Locks the client, mapping NULL to `DPS_ERR_NULL_ARGUMENT` and a client
-/// poisoned by an earlier panic to `DPS_ERR_PANIC`.
+/// Runs a driving call on the client: NULL gives `DPS_ERR_NULL_ARGUMENT`, a client
+/// poisoned by an earlier panic `DPS_ERR_PANIC`, a client already inside a driving call
+/// (another thread, or a callback of this one) `DPS_ERR_INVALID_STATE` at once.
 fn with_client(
     client: *mut dps_client,
-    f: impl FnOnce(&mut ClientState) -> dps_status,
+    f: impl FnOnce(&dps_client, &mut Client) -> dps_status,
 ) -> dps_status {
     guard(DPS_ERR_PANIC, || {
         // SAFETY: NULL or a live client.
         let Some(c) = (unsafe { client.as_ref() }) else {
             return DPS_ERR_NULL_ARGUMENT;
         };
-        let Ok(mut state) = c.inner.lock() else {
-            return DPS_ERR_PANIC;
-        };
-        f(&mut state)
+        match c.inner.try_lock() {
+            Ok(mut inner) => f(c, &mut inner),
+            Err(std::sync::TryLockError::WouldBlock) => DPS_ERR_INVALID_STATE,
+            Err(std::sync::TryLockError::Poisoned(_)) => DPS_ERR_PANIC,
+        }
     })
 }
 
-impl ClientState {
+impl dps_client {
     /// Hands a result to C: the registration through `out`, or the error kept
     /// as the client's last error.
     ///
     /// # Safety
     /// `out` is non-NULL and writable.
     unsafe fn deliver(
-        &mut self,
+        &self,
         r: Result<crate::Registration, Error>,
         out: *mut *mut dps_registration,
     ) -> dps_status {
         match r {
             Ok(r) => {
-                self.last_error = None;
+                self.set_last_error(None);
                 // SAFETY: per the contract.
                 unsafe { put(out, Box::into_raw(dps_registration::new(r))) };
                 DPS_OK
@@ -105,10 +114,17 @@ impl ClientState {
         }
     }
 
-    fn fail(&mut self, e: Error) -> dps_status {
+    fn fail(&self, e: Error) -> dps_status {
         let code = e.kind.code();
-        self.last_error = Some(dps_error::new(e));
+        self.set_last_error(Some(dps_error::new(e)));
         code
+    }
+
+    fn set_last_error(&self, e: Option<Box<dps_error>>) {
+        match self.last_error.lock() {
+            Ok(mut g) => *g = e,
+            Err(p) => *p.into_inner() = e,
+        }
     }
 }
 
@@ -124,6 +140,7 @@ impl ClientState {
 /// `DPS_ERR_INVALID_CERTIFICATE` (CN differs from the registration ID) or
 /// `DPS_ERR_INVALID_TRUST_ANCHOR` (no roots). Thread-safe for distinct `out`.
 #[unsafe(no_mangle)]
+#[must_use]
 pub unsafe extern "C" fn dps_client_new(
     config: *const dps_config,
     out: *mut *mut dps_client,
@@ -137,16 +154,15 @@ pub unsafe extern "C" fn dps_client_new(
         if out.is_null() {
             return DPS_ERR_NULL_ARGUMENT;
         }
-        match cfg.builder().build() {
+        match cfg.builder().and_then(|b| b.build()) {
             Ok(c) => {
                 let client = Client::new(Arc::new(c));
                 let h = Box::new(dps_client {
                     cancel: client.cancel_token(),
                     registration_id: cstring(client.config().registration_id()),
-                    inner: Mutex::new(ClientState {
-                        client,
-                        last_error: None,
-                    }),
+                    config: Arc::clone(client.config()),
+                    inner: Mutex::new(client),
+                    last_error: Mutex::new(None),
                 });
                 // SAFETY: out is non-NULL and writable.
                 unsafe { put(out, Box::into_raw(h)) };
@@ -184,17 +200,18 @@ pub unsafe extern "C" fn dps_client_free(client: *mut dps_client) {
 /// the detail is available from `dps_client_last_error`. The client stays
 /// usable: a later call starts a new registration.
 #[unsafe(no_mangle)]
+#[must_use]
 pub unsafe extern "C" fn dps_client_register(
     client: *mut dps_client,
     out: *mut *mut dps_registration,
 ) -> dps_status {
-    with_client(client, |s| {
+    with_client(client, |c, client| {
         if out.is_null() {
             return DPS_ERR_NULL_ARGUMENT;
         }
-        let r = s.client.register();
+        let r = client.register();
         // SAFETY: out is non-NULL and writable.
-        unsafe { s.deliver(r, out) }
+        unsafe { c.deliver(r, out) }
     })
 }
 
@@ -211,24 +228,25 @@ pub unsafe extern "C" fn dps_client_register(
 /// starts a new one). Network I/O inside one call is bounded by the request
 /// timeout and the deadline.
 #[unsafe(no_mangle)]
+#[must_use]
 pub unsafe extern "C" fn dps_client_step(
     client: *mut dps_client,
     wait_ms: *mut u32,
     out: *mut *mut dps_registration,
 ) -> dps_status {
-    with_client(client, |s| {
+    with_client(client, |c, client| {
         if out.is_null() || wait_ms.is_null() {
             return DPS_ERR_NULL_ARGUMENT;
         }
-        match s.client.step() {
+        match client.step() {
             Ok(Step::Pending(d)) => {
                 // SAFETY: wait_ms is non-NULL and writable.
                 unsafe { put(wait_ms, ms(d)) };
                 DPS_PENDING
             }
             // SAFETY: out is non-NULL and writable.
-            Ok(Step::Done(r)) => unsafe { s.deliver(Ok(r), out) },
-            Err(e) => s.fail(e),
+            Ok(Step::Done(r)) => unsafe { c.deliver(Ok(r), out) },
+            Err(e) => c.fail(e),
         }
     })
 }
@@ -242,17 +260,18 @@ pub unsafe extern "C" fn dps_client_step(
 ///
 /// Errors as `dps_client_register`; detail from `dps_client_last_error`.
 #[unsafe(no_mangle)]
+#[must_use]
 pub unsafe extern "C" fn dps_client_lookup(
     client: *mut dps_client,
     out: *mut *mut dps_registration,
 ) -> dps_status {
-    with_client(client, |s| {
+    with_client(client, |c, client| {
         if out.is_null() {
             return DPS_ERR_NULL_ARGUMENT;
         }
-        let r = s.client.lookup();
+        let r = client.lookup();
         // SAFETY: out is non-NULL and writable.
-        unsafe { s.deliver(r, out) }
+        unsafe { c.deliver(r, out) }
     })
 }
 
@@ -271,17 +290,20 @@ pub unsafe extern "C" fn dps_client_cancel(client: *const dps_client) {
     })
 }
 
-/// Sets (or, with a NULL `callback`, clears) the progress callback.
-/// `userdata` is passed back as the first argument and is not touched
-/// otherwise; it must stay valid while the callback is set. Returns `DPS_OK`
-/// or `DPS_ERR_NULL_ARGUMENT`.
+/// Sets (or, with a NULL `callback`, clears) the event callback (see
+/// `dps_event_callback`). `userdata` is passed back as the first argument and
+/// is not touched otherwise; it must stay valid while the callback is set.
+/// Returns `DPS_OK`, `DPS_ERR_NULL_ARGUMENT`, or `DPS_ERR_INVALID_STATE` when
+/// called during a driving call on the same client (from its own callback, or
+/// another thread).
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn dps_client_set_status_callback(
+#[must_use]
+pub unsafe extern "C" fn dps_client_set_event_callback(
     client: *mut dps_client,
-    callback: dps_status_callback,
+    callback: dps_event_callback,
     userdata: *mut c_void,
 ) -> dps_status {
-    with_client(client, |s| {
+    with_client(client, |_, client| {
         let observer = callback.map(|cb| {
             let t = CallbackTarget { cb, userdata };
             Box::new(move |ev: Event| {
@@ -297,14 +319,16 @@ pub unsafe extern "C" fn dps_client_set_status_callback(
                 unsafe { (t.cb)(t.userdata, event, wait, cause) };
             }) as crate::client::Observer
         });
-        s.client.set_observer(observer);
+        client.set_observer(observer);
         DPS_OK
     })
 }
 
-/// The error of the last failed call on this client, or NULL if it
-/// succeeded (or `client` is NULL). Borrowed: valid until the next call on
-/// this client or its free; do not pass it to `dps_error_free`.
+/// The error of the last completed driving call on this client, or NULL if it
+/// succeeded (or `client` is NULL). Never waits: while a call runs (on another
+/// thread, or inside its callbacks) it returns the previous call's error.
+/// Borrowed: valid until the next driving call on this client returns, or the
+/// client is freed; do not pass it to `dps_error_free`.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn dps_client_last_error(client: *const dps_client) -> *const dps_error {
     guard(std::ptr::null(), || {
@@ -312,13 +336,12 @@ pub unsafe extern "C" fn dps_client_last_error(client: *const dps_client) -> *co
         let Some(c) = (unsafe { client.as_ref() }) else {
             return std::ptr::null();
         };
-        match c.inner.lock() {
-            Ok(s) => s
-                .last_error
-                .as_deref()
-                .map_or(std::ptr::null(), |e| e as *const dps_error),
-            Err(_) => std::ptr::null(),
-        }
+        let g = match c.last_error.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        g.as_deref()
+            .map_or(std::ptr::null(), |e| e as *const dps_error)
     })
 }
 
@@ -336,6 +359,7 @@ pub unsafe extern "C" fn dps_client_last_error(client: *const dps_client) -> *co
 /// Returns `DPS_OK`, `DPS_ERR_NULL_ARGUMENT`, `DPS_ERR_INVALID_STATE` (no hub
 /// or device ID in `reg`) or `DPS_ERR_BUFFER_TOO_SMALL`.
 #[unsafe(no_mangle)]
+#[must_use]
 pub unsafe extern "C" fn dps_client_connection_string(
     client: *const dps_client,
     reg: *const dps_registration,
@@ -348,12 +372,46 @@ pub unsafe extern "C" fn dps_client_connection_string(
         let (Some(c), Some(r)) = (unsafe { client.as_ref() }, unsafe { reg.as_ref() }) else {
             return DPS_ERR_NULL_ARGUMENT;
         };
-        let Ok(s) = c.inner.lock() else {
-            return DPS_ERR_PANIC;
-        };
-        match crate::client::connection_string(&r.inner, s.client.config().credential()) {
+        match crate::client::connection_string(&r.inner, c.config.credential()) {
             // SAFETY: buf/cap/out_len per the contract.
             Ok(cs) => unsafe { write_str_out(&cs, buf, cap, out_len) },
+            Err(e) => e.kind.code(),
+        }
+    })
+}
+
+/// Makes the SAS token the device presents to its IoT hub after provisioning:
+/// `SharedAccessSignature sr=<hub>%2Fdevices%2F<deviceId>&sig=...&se=<expiry_unix>`, signed
+/// with this client's symmetric key wherever it lives (in memory, the derived group key, or
+/// an HMAC callback, which is called during this function). The hub and device ID come from
+/// `reg`. The token is a secret until it expires.
+///
+/// - `expiry_unix`: the token's expiry, seconds since 1970 (UTC).
+/// - `buf`, `cap`, `out_len`: as `dps_client_connection_string`.
+///
+/// Returns `DPS_OK`, `DPS_ERR_NULL_ARGUMENT`, `DPS_ERR_INVALID_STATE` (no hub or device ID in
+/// `reg`), `DPS_ERR_UNSUPPORTED` (an X.509 credential: the hub authenticates the certificate),
+/// `DPS_ERR_SIGNER_FAILED` (the HMAC callback failed) or `DPS_ERR_BUFFER_TOO_SMALL`. Never
+/// waits for a registration running on another thread; may be called from the client's
+/// event callback.
+#[unsafe(no_mangle)]
+#[must_use]
+pub unsafe extern "C" fn dps_client_iot_hub_sas_token(
+    client: *const dps_client,
+    reg: *const dps_registration,
+    expiry_unix: u64,
+    buf: *mut c_char,
+    cap: usize,
+    out_len: *mut usize,
+) -> dps_status {
+    guard(DPS_ERR_PANIC, || {
+        // SAFETY: NULL or live objects.
+        let (Some(c), Some(r)) = (unsafe { client.as_ref() }, unsafe { reg.as_ref() }) else {
+            return DPS_ERR_NULL_ARGUMENT;
+        };
+        match crate::client::iot_hub_sas_token(&r.inner, c.config.credential(), expiry_unix) {
+            // SAFETY: buf/cap/out_len per the contract.
+            Ok(t) => unsafe { write_str_out(&t, buf, cap, out_len) },
             Err(e) => e.kind.code(),
         }
     })
@@ -382,6 +440,7 @@ pub unsafe extern "C" fn dps_client_registration_id(client: *const dps_client) -
 /// over the same connection. Thread-safe: several threads may call it with
 /// the same config at once.
 #[unsafe(no_mangle)]
+#[must_use]
 pub unsafe extern "C" fn dps_register(
     config: *const dps_config,
     out: *mut *mut dps_registration,
@@ -397,7 +456,7 @@ pub unsafe extern "C" fn dps_register(
         }
         let result = cfg
             .builder()
-            .build()
+            .and_then(|b| b.build())
             .and_then(|c| Client::new(Arc::new(c)).register());
         match result {
             Ok(r) => {
@@ -438,7 +497,7 @@ mod tests {
         }
         // The same path every client function takes, with a body that panics.
         assert_eq!(
-            with_client(client, |_| panic!("injected by the test")),
+            with_client(client, |_, _| panic!("injected by the test")),
             DPS_ERR_PANIC
         );
         let mut reg = std::ptr::null_mut();

@@ -1,6 +1,8 @@
 //! `dps_config`: the settings of a registration, built with setters.
 
-use std::ffi::{CString, c_char};
+use std::cell::UnsafeCell;
+use std::ffi::c_char;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use super::*;
@@ -18,10 +20,28 @@ use crate::transport::tls::DefaultRoots;
 ///
 /// Thread safety: setters must not run concurrently with any other use of
 /// the same config. Once configured, a config may be read (by `dps_register`
-/// and `dps_client_new`) from any number of threads at once.
+/// and `dps_client_new`) from any number of threads at once. A call on a config
+/// made while a setter of the same config is running (from a signing callback
+/// called by `dps_config_set_x509_signer`, say) returns `DPS_ERR_INVALID_STATE`
+/// (`dps_config_last_error`: NULL) instead of touching it.
 pub struct dps_config {
+    /// Set while a setter runs: re-entrant calls are refused, never aliased.
+    busy: AtomicBool,
+    inner: UnsafeCell<ConfigInner>,
+}
+
+struct ConfigInner {
     builder: ConfigBuilder,
-    last_error: Option<CString>,
+    last_error: Option<Box<dps_error>>,
+}
+
+/// Clears the busy flag when a setter ends, also by a panic.
+struct Busy<'a>(&'a AtomicBool);
+
+impl Drop for Busy<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
+    }
 }
 
 /// Use the Azure subset of the Mozilla root bundle (DigiCert Global Root G2
@@ -34,7 +54,7 @@ pub const DPS_ROOTS_MOZILLA: u32 = 1;
 /// Use no built-in roots: only those added with `dps_config_add_trusted_ca_*`.
 pub const DPS_ROOTS_NONE: u32 = 2;
 
-impl dps_config {
+impl ConfigInner {
     fn record(&mut self, r: Result<(), Error>) -> dps_status {
         match r {
             Ok(()) => {
@@ -42,29 +62,52 @@ impl dps_config {
                 DPS_OK
             }
             Err(e) => {
-                self.last_error = Some(cstring(&e.message));
-                e.kind.code()
+                let code = e.kind.code();
+                self.last_error = Some(dps_error::new(e));
+                code
             }
         }
     }
+}
 
-    pub(crate) fn builder(&self) -> &ConfigBuilder {
-        &self.builder
+impl dps_config {
+    /// The builder, unless a setter of this config is running (a re-entrant call).
+    pub(crate) fn builder(&self) -> Result<&ConfigBuilder, Error> {
+        if self.busy.load(Ordering::Acquire) {
+            return Err(busy_error());
+        }
+        // SAFETY: no setter holds the cell mutably (busy is clear); readers share it.
+        Ok(unsafe { &(*self.inner.get()).builder })
     }
 }
 
+fn busy_error() -> Error {
+    Error::new(
+        ErrorKind::InvalidState,
+        "the config is in use by a setter that is still running (a callback called back into it)",
+    )
+}
+
 /// Runs a setter on a non-NULL config, recording its error message.
-fn with_config(
+pub(super) fn with_config(
     config: *mut dps_config,
     f: impl FnOnce(&mut ConfigBuilder) -> Result<(), Error>,
 ) -> dps_status {
     guard(DPS_ERR_PANIC, || {
-        // SAFETY: the caller passes NULL or a live config it does not share during the call.
-        let Some(c) = (unsafe { config.as_mut() }) else {
+        // SAFETY: the caller passes NULL or a live config.
+        let Some(c) = (unsafe { config.as_ref() }) else {
             return DPS_ERR_NULL_ARGUMENT;
         };
-        let r = f(&mut c.builder);
-        c.record(r)
+        if c.busy.swap(true, Ordering::AcqRel) {
+            return DPS_ERR_INVALID_STATE;
+        }
+        let _busy = Busy(&c.busy);
+        // SAFETY: `busy` was clear and is now set by this call: no other reference into the
+        // cell exists until it is cleared, and the caller does not share the config with
+        // another thread during a setter.
+        let inner = unsafe { &mut *c.inner.get() };
+        let r = f(&mut inner.builder);
+        inner.record(r)
     })
 }
 
@@ -88,6 +131,7 @@ fn read_file(path: &str) -> Result<Vec<u8>, Error> {
 /// `DPS_ERR_INVALID_ID_SCOPE` or `DPS_ERR_INVALID_REGISTRATION_ID`; `*out` is
 /// untouched on failure. Thread-safe.
 #[unsafe(no_mangle)]
+#[must_use]
 pub unsafe extern "C" fn dps_config_new(
     id_scope: *const c_char,
     registration_id: *const c_char,
@@ -110,8 +154,11 @@ pub unsafe extern "C" fn dps_config_new(
         match r {
             Ok(builder) => {
                 let c = Box::new(dps_config {
-                    builder,
-                    last_error: None,
+                    busy: AtomicBool::new(false),
+                    inner: UnsafeCell::new(ConfigInner {
+                        builder,
+                        last_error: None,
+                    }),
                 });
                 // SAFETY: out is non-NULL and writable per the contract.
                 unsafe { put(out, Box::into_raw(c)) };
@@ -135,16 +182,25 @@ pub unsafe extern "C" fn dps_config_free(config: *mut dps_config) {
     })
 }
 
-/// The message of the last failed setter on this config, or NULL if the last
-/// setter succeeded. Borrowed: valid until the next call on this config or
-/// its free. Never contains secrets.
+/// The error of the last failed setter on this config (read it with
+/// `dps_error_message`, `dps_error_status`, ...), or NULL if the last setter
+/// succeeded, `config` is NULL, or a setter of this config is running (a
+/// re-entrant call from its callback). Borrowed, like `dps_client_last_error`:
+/// valid until the next setter on this config or its free; never pass it to
+/// `dps_error_free`. Never contains secrets.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn dps_config_last_error(config: *const dps_config) -> *const c_char {
+pub unsafe extern "C" fn dps_config_last_error(config: *const dps_config) -> *const dps_error {
     guard(std::ptr::null(), || {
         // SAFETY: NULL or a live config.
-        unsafe { config.as_ref() }
-            .and_then(|c| c.last_error.as_ref())
-            .map_or(std::ptr::null(), |m| m.as_ptr())
+        let Some(c) = (unsafe { config.as_ref() }) else {
+            return std::ptr::null();
+        };
+        if c.busy.load(Ordering::Acquire) {
+            return std::ptr::null();
+        }
+        // SAFETY: no setter is running (busy clear): shared access.
+        unsafe { (*c.inner.get()).last_error.as_deref() }
+            .map_or(std::ptr::null(), |e| e as *const dps_error)
     })
 }
 
@@ -155,6 +211,7 @@ pub unsafe extern "C" fn dps_config_last_error(config: *const dps_config) -> *co
 /// Returns `DPS_OK`, `DPS_ERR_NULL_ARGUMENT`, `DPS_ERR_INVALID_UTF8` or
 /// `DPS_ERR_INVALID_KEY`. Not thread-safe on the same config.
 #[unsafe(no_mangle)]
+#[must_use]
 pub unsafe extern "C" fn dps_config_set_symmetric_key(
     config: *mut dps_config,
     base64_key: *const c_char,
@@ -174,6 +231,7 @@ pub unsafe extern "C" fn dps_config_set_symmetric_key(
 /// Returns `DPS_OK`, `DPS_ERR_NULL_ARGUMENT`, `DPS_ERR_INVALID_UTF8` or
 /// `DPS_ERR_INVALID_KEY`. Not thread-safe on the same config.
 #[unsafe(no_mangle)]
+#[must_use]
 pub unsafe extern "C" fn dps_config_set_group_key(
     config: *mut dps_config,
     base64_group_key: *const c_char,
@@ -200,6 +258,7 @@ pub unsafe extern "C" fn dps_config_set_group_key(
 /// `DPS_ERR_KEY_PASSWORD` or `DPS_ERR_KEY_MISMATCH`. Not thread-safe on the
 /// same config.
 #[unsafe(no_mangle)]
+#[must_use]
 pub unsafe extern "C" fn dps_config_set_x509_pem(
     config: *mut dps_config,
     cert_chain_pem: *const c_char,
@@ -224,6 +283,7 @@ pub unsafe extern "C" fn dps_config_set_x509_pem(
 /// Like `dps_config_set_x509_pem`, reading the PEM files at these paths
 /// (read once, during this call). Also returns `DPS_ERR_FILE_READ`.
 #[unsafe(no_mangle)]
+#[must_use]
 pub unsafe extern "C" fn dps_config_set_x509_pem_files(
     config: *mut dps_config,
     cert_chain_path: *const c_char,
@@ -260,6 +320,7 @@ pub unsafe extern "C" fn dps_config_set_x509_pem_files(
 /// `DPS_ERR_UNSUPPORTED` when the library was built without the `pkcs12`
 /// feature. Not thread-safe on the same config.
 #[unsafe(no_mangle)]
+#[must_use]
 pub unsafe extern "C" fn dps_config_set_pkcs12(
     config: *mut dps_config,
     der: *const u8,
@@ -284,6 +345,7 @@ pub unsafe extern "C" fn dps_config_set_pkcs12(
 /// Like `dps_config_set_pkcs12`, reading the file at `path` (once, during
 /// this call). Also returns `DPS_ERR_FILE_READ`.
 #[unsafe(no_mangle)]
+#[must_use]
 pub unsafe extern "C" fn dps_config_set_pkcs12_file(
     config: *mut dps_config,
     path: *const c_char,
@@ -316,6 +378,7 @@ fn set_pkcs12(_: &mut ConfigBuilder, _: &[u8], _: &str) -> Result<(), Error> {
 /// `DPS_ERR_NULL_ARGUMENT`, `DPS_ERR_INVALID_UTF8` or
 /// `DPS_ERR_INVALID_PAYLOAD`. Not thread-safe on the same config.
 #[unsafe(no_mangle)]
+#[must_use]
 pub unsafe extern "C" fn dps_config_set_payload_json(
     config: *mut dps_config,
     json: *const c_char,
@@ -332,6 +395,7 @@ pub unsafe extern "C" fn dps_config_set_payload_json(
 /// Returns `DPS_OK`, `DPS_ERR_NULL_ARGUMENT`, `DPS_ERR_INVALID_UTF8` or
 /// `DPS_ERR_INVALID_ENDPOINT`. Not thread-safe on the same config.
 #[unsafe(no_mangle)]
+#[must_use]
 pub unsafe extern "C" fn dps_config_set_endpoint(
     config: *mut dps_config,
     host_port: *const c_char,
@@ -347,6 +411,7 @@ pub unsafe extern "C" fn dps_config_set_endpoint(
 /// Copied. Returns `DPS_OK`, `DPS_ERR_NULL_ARGUMENT`, `DPS_ERR_INVALID_UTF8`
 /// or `DPS_ERR_INVALID_ARGUMENT`. Not thread-safe on the same config.
 #[unsafe(no_mangle)]
+#[must_use]
 pub unsafe extern "C" fn dps_config_set_api_version(
     config: *mut dps_config,
     api_version: *const c_char,
@@ -361,6 +426,7 @@ pub unsafe extern "C" fn dps_config_set_api_version(
 /// Adds `forceRegistration=true` to the register request when `force` is
 /// true. Returns `DPS_OK` or `DPS_ERR_NULL_ARGUMENT`.
 #[unsafe(no_mangle)]
+#[must_use]
 pub unsafe extern "C" fn dps_config_set_force_registration(
     config: *mut dps_config,
     force: bool,
@@ -377,6 +443,7 @@ pub unsafe extern "C" fn dps_config_set_force_registration(
 /// `DPS_ERR_NULL_ARGUMENT`, `DPS_ERR_INVALID_UTF8` or
 /// `DPS_ERR_INVALID_TRUST_ANCHOR`. Not thread-safe on the same config.
 #[unsafe(no_mangle)]
+#[must_use]
 pub unsafe extern "C" fn dps_config_add_trusted_ca_pem(
     config: *mut dps_config,
     pem: *const c_char,
@@ -391,6 +458,7 @@ pub unsafe extern "C" fn dps_config_add_trusted_ca_pem(
 /// Like `dps_config_add_trusted_ca_pem`, reading the PEM file at `path`.
 /// Also returns `DPS_ERR_FILE_READ`.
 #[unsafe(no_mangle)]
+#[must_use]
 pub unsafe extern "C" fn dps_config_add_trusted_ca_file(
     config: *mut dps_config,
     path: *const c_char,
@@ -408,6 +476,7 @@ pub unsafe extern "C" fn dps_config_add_trusted_ca_file(
 /// `DPS_ERR_UNSUPPORTED` (`DPS_ROOTS_MOZILLA` without the `mozilla-roots`
 /// feature).
 #[unsafe(no_mangle)]
+#[must_use]
 pub unsafe extern "C" fn dps_config_set_default_roots(
     config: *mut dps_config,
     roots: u32,
@@ -438,6 +507,7 @@ pub unsafe extern "C" fn dps_config_set_default_roots(
 /// credentials are zeroized on free and never logged. Returns `DPS_OK`,
 /// `DPS_ERR_NULL_ARGUMENT`, `DPS_ERR_INVALID_UTF8` or `DPS_ERR_INVALID_PROXY`.
 #[unsafe(no_mangle)]
+#[must_use]
 pub unsafe extern "C" fn dps_config_set_proxy(
     config: *mut dps_config,
     url: *const c_char,
@@ -453,6 +523,7 @@ pub unsafe extern "C" fn dps_config_set_proxy(
 /// environment is ignored. Returns `DPS_OK` (also when no proxy applies),
 /// `DPS_ERR_NULL_ARGUMENT` or `DPS_ERR_INVALID_PROXY`.
 #[unsafe(no_mangle)]
+#[must_use]
 pub unsafe extern "C" fn dps_config_use_proxy_from_env(config: *mut dps_config) -> dps_status {
     with_config(config, |b| b.proxy_from_env().map(drop))
 }
@@ -461,6 +532,7 @@ pub unsafe extern "C" fn dps_config_use_proxy_from_env(config: *mut dps_config) 
 /// 300000), covering every request, wait and retry. Returns `DPS_OK`,
 /// `DPS_ERR_NULL_ARGUMENT` or `DPS_ERR_INVALID_ARGUMENT` (0).
 #[unsafe(no_mangle)]
+#[must_use]
 pub unsafe extern "C" fn dps_config_set_timeout_ms(
     config: *mut dps_config,
     deadline_ms: u32,
@@ -475,6 +547,7 @@ pub unsafe extern "C" fn dps_config_set_timeout_ms(
 /// the whole response (default 30000). Returns `DPS_OK`,
 /// `DPS_ERR_NULL_ARGUMENT` or `DPS_ERR_INVALID_ARGUMENT` (0).
 #[unsafe(no_mangle)]
+#[must_use]
 pub unsafe extern "C" fn dps_config_set_request_timeout_ms(
     config: *mut dps_config,
     timeout_ms: u32,
@@ -489,6 +562,7 @@ pub unsafe extern "C" fn dps_config_set_request_timeout_ms(
 /// when a tenth of it (at least 30 s) remains. Returns `DPS_OK`,
 /// `DPS_ERR_NULL_ARGUMENT` or `DPS_ERR_INVALID_ARGUMENT` (0).
 #[unsafe(no_mangle)]
+#[must_use]
 pub unsafe extern "C" fn dps_config_set_sas_ttl_s(
     config: *mut dps_config,
     ttl_s: u32,
@@ -502,6 +576,7 @@ pub unsafe extern "C" fn dps_config_set_sas_ttl_s(
 /// `Retry-After` (default 1000 to 60000 ms, with jitter). Returns `DPS_OK`,
 /// `DPS_ERR_NULL_ARGUMENT` or `DPS_ERR_INVALID_ARGUMENT` (min > max).
 #[unsafe(no_mangle)]
+#[must_use]
 pub unsafe extern "C" fn dps_config_set_backoff_ms(
     config: *mut dps_config,
     min_ms: u32,
@@ -519,6 +594,7 @@ pub unsafe extern "C" fn dps_config_set_backoff_ms(
 /// Sets the poll interval used when DPS sends no `Retry-After` (default 2000
 /// ms). Returns `DPS_OK` or `DPS_ERR_NULL_ARGUMENT`.
 #[unsafe(no_mangle)]
+#[must_use]
 pub unsafe extern "C" fn dps_config_set_poll_interval_ms(
     config: *mut dps_config,
     interval_ms: u32,
@@ -533,6 +609,7 @@ pub unsafe extern "C" fn dps_config_set_poll_interval_ms(
 /// 300000): a longer one is shortened to this. The registration deadline
 /// still applies. Returns `DPS_OK` or `DPS_ERR_NULL_ARGUMENT`.
 #[unsafe(no_mangle)]
+#[must_use]
 pub unsafe extern "C" fn dps_config_set_max_retry_after_ms(
     config: *mut dps_config,
     max_ms: u32,
@@ -547,6 +624,7 @@ pub unsafe extern "C" fn dps_config_set_max_retry_after_ms(
 /// example a firmware version. Copied. Returns `DPS_OK`,
 /// `DPS_ERR_NULL_ARGUMENT`, `DPS_ERR_INVALID_UTF8` or `DPS_ERR_INVALID_ARGUMENT`.
 #[unsafe(no_mangle)]
+#[must_use]
 pub unsafe extern "C" fn dps_config_set_user_agent_suffix(
     config: *mut dps_config,
     suffix: *const c_char,

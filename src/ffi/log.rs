@@ -36,6 +36,10 @@ unsafe impl Sync for Sink {}
 static SINK: RwLock<Option<Sink>> = RwLock::new(None);
 static INSTALLED: OnceLock<bool> = OnceLock::new();
 
+thread_local! {
+    static IN_CALLBACK: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
 struct Bridge;
 
 impl ::log::Log for Bridge {
@@ -47,8 +51,18 @@ impl ::log::Log for Bridge {
         if !self.enabled(record.metadata()) {
             return;
         }
-        let Ok(guard) = SINK.read() else { return };
-        let Some(sink) = *guard else { return };
+        // Copy the sink out and release the lock before calling out, so the callback may call
+        // dps_set_log_callback (or anything that logs) without deadlocking.
+        let sink = match SINK.read() {
+            Ok(g) => *g,
+            Err(p) => *p.into_inner(),
+        };
+        let Some(sink) = sink else { return };
+        // A line logged while this thread is already inside the callback (the callback called
+        // into the library) is dropped rather than delivered re-entrantly.
+        if IN_CALLBACK.with(|f| f.replace(true)) {
+            return;
+        }
         let level = match record.level() {
             ::log::Level::Error => DPS_LOG_ERROR,
             ::log::Level::Warn => DPS_LOG_WARN,
@@ -56,38 +70,14 @@ impl ::log::Log for Bridge {
             ::log::Level::Debug => DPS_LOG_DEBUG,
             ::log::Level::Trace => DPS_LOG_TRACE,
         };
-        let line = redact(&format!("{}: {}", record.target(), record.args()));
+        let line = crate::redact::redact(&format!("{}: {}", record.target(), record.args()));
         let c = cstring(&line);
         // SAFETY: the callback was supplied by the C caller; the string lives across the call.
         unsafe { (sink.cb)(sink.userdata, level, c.as_ptr()) };
+        IN_CALLBACK.with(|f| f.set(false));
     }
 
     fn flush(&self) {}
-}
-
-/// Masks anything that looks like a credential: SAS signatures and tokens,
-/// `SharedAccessKey=` values and Basic auth. The library never logs them;
-/// this is a second line of defence for messages from dependencies.
-pub(crate) fn redact(s: &str) -> String {
-    let mut out = s.to_owned();
-    // (marker, whether the secret also ends at '&' or ';', not only at whitespace)
-    for (marker, in_query) in [
-        ("sig=", true),
-        ("SharedAccessKey=", true),
-        ("SharedAccessSignature ", false),
-        ("Basic ", false),
-    ] {
-        let mut from = 0;
-        while let Some(i) = out[from..].find(marker) {
-            let start = from + i + marker.len();
-            let end = out[start..]
-                .find(|c: char| c.is_whitespace() || (in_query && (c == '&' || c == ';')))
-                .map_or(out.len(), |j| start + j);
-            out.replace_range(start..end, "<redacted>");
-            from = start + "<redacted>".len();
-        }
-    }
-    out
 }
 
 /// Sets the process-wide log callback (the library logs through Rust's `log`
@@ -99,8 +89,12 @@ pub(crate) fn redact(s: &str) -> String {
 ///
 /// Returns `DPS_OK`, `DPS_ERR_INVALID_ARGUMENT` (`max_level` > 5) or
 /// `DPS_ERR_INVALID_STATE` when another `log` logger was already installed in
-/// this process by other Rust code. Thread-safe.
+/// this process by other Rust code. Thread-safe. May be called from inside the log
+/// callback (to replace or disable it); lines the library logs while the callback runs
+/// on the same thread are dropped. A callback replaced while another thread is inside it
+/// finishes that call: keep the old `userdata` valid until such calls have returned.
 #[unsafe(no_mangle)]
+#[must_use]
 pub extern "C" fn dps_set_log_callback(
     callback: dps_log_callback,
     userdata: *mut c_void,
@@ -132,24 +126,4 @@ pub extern "C" fn dps_set_log_callback(
         });
         DPS_OK
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::redact;
-
-    #[test]
-    fn redacts_secrets() {
-        assert_eq!(
-            redact(
-                "Authorization: SharedAccessSignature sr=a%2fb&sig=abc%2B&se=1&skn=registration"
-            ),
-            "Authorization: SharedAccessSignature <redacted>"
-        );
-        assert_eq!(
-            redact("HostName=h;DeviceId=d;SharedAccessKey=secret=="),
-            "HostName=h;DeviceId=d;SharedAccessKey=<redacted>"
-        );
-        assert_eq!(redact("nothing here"), "nothing here");
-    }
 }

@@ -18,12 +18,14 @@
 
 mod client;
 mod config;
+mod keys;
 mod log;
 mod registration;
 mod status;
 
 pub use client::*;
 pub use config::*;
+pub use keys::*;
 pub use log::*;
 pub use registration::*;
 pub use status::*;

@@ -5,7 +5,6 @@ use std::ffi::{CString, c_char};
 
 use super::*;
 use crate::error::Error;
-use crate::protocol::sas;
 use crate::protocol::wire::{Registration, RegistrationStatus};
 
 /// The outcome of a registration or status lookup. Immutable; all strings
@@ -239,6 +238,7 @@ impl dps_error {
 
 /// The status code of the error; `DPS_ERR_NULL_ARGUMENT` for NULL.
 #[unsafe(no_mangle)]
+#[must_use]
 pub unsafe extern "C" fn dps_error_status(err: *const dps_error) -> dps_status {
     guard(DPS_ERR_PANIC, || {
         // SAFETY: NULL or a live error.
@@ -295,6 +295,7 @@ pub unsafe extern "C" fn dps_error_tracking_id(err: *const dps_error) -> *const 
 /// unreachable" from "DPS kept throttling". `DPS_OK` when there is none or
 /// `err` is NULL.
 #[unsafe(no_mangle)]
+#[must_use]
 pub unsafe extern "C" fn dps_error_cause_status(err: *const dps_error) -> dps_status {
     guard(DPS_OK, || {
         // SAFETY: NULL or a live error.
@@ -353,6 +354,7 @@ pub(crate) unsafe fn report(e: Error, error_out: *mut *mut dps_error) -> dps_sta
 /// `DPS_ERR_INVALID_KEY`, `DPS_ERR_INVALID_REGISTRATION_ID` or
 /// `DPS_ERR_BUFFER_TOO_SMALL`. Thread-safe.
 #[unsafe(no_mangle)]
+#[must_use]
 pub unsafe extern "C" fn dps_derive_device_key(
     base64_group_key: *const c_char,
     registration_id: *const c_char,
@@ -369,9 +371,7 @@ pub unsafe extern "C" fn dps_derive_device_key(
                     str_arg(registration_id, "registration_id")?,
                 )
             };
-            crate::protocol::ids::validate_registration_id(id)?;
-            let group = sas::decode_key(key)?;
-            Ok::<_, Error>(sas::derive_device_key(&group, id))
+            crate::credential::derive_device_key(key, id)
         })();
         match r {
             // SAFETY: buf/cap/out_len per the contract.
@@ -390,7 +390,7 @@ const VERSION: &std::ffi::CStr =
     };
 
 /// The library version and build, for example
-/// `"dps/0.1.0 (rustls 0.23, ring; pkcs12, encrypted-keys, tls-logs)"`, naming the
+/// `"dps/0.1.0 (rustls 0.23.46, ring; encrypted-keys, pkcs12, tls-logs)"`, naming the
 /// optional features built in. Static; never NULL; thread-safe.
 #[unsafe(no_mangle)]
 pub extern "C" fn dps_version() -> *const c_char {

@@ -57,6 +57,13 @@ pub const DPS_ERR_PKCS12_PASSWORD: dps_status = 206;
 pub const DPS_ERR_INVALID_TRUST_ANCHOR: dps_status = 207;
 /// A file could not be read.
 pub const DPS_ERR_FILE_READ: dps_status = 208;
+/// The signing or HMAC callback (or PKCS#11 token, or TPM) failed or returned an unusable result.
+pub const DPS_ERR_SIGNER_FAILED: dps_status = 209;
+/// A TPM command failed, the TPM is unreachable, or a key it should hold is missing; the
+/// message names the command and the TPM response code.
+pub const DPS_ERR_TPM: dps_status = 220;
+/// The TPM refused the DPS activation blob (not made for this TPM's EK and SRK, or altered).
+pub const DPS_ERR_TPM_ACTIVATION_FAILED: dps_status = 221;
 /// The host name could not be resolved.
 pub const DPS_ERR_DNS: dps_status = 300;
 /// The TCP connection could not be established.
@@ -108,57 +115,35 @@ pub const DPS_ERR_PANIC: dps_status = 900;
 /// An internal invariant failed.
 pub const DPS_ERR_INTERNAL: dps_status = 901;
 
-pub(crate) const ALL_KINDS: [ErrorKind; 46] = {
-    use ErrorKind::*;
-    [
-        NullArgument,
-        InvalidUtf8,
-        InvalidArgument,
-        BufferTooSmall,
-        InvalidIdScope,
-        InvalidRegistrationId,
-        InvalidPayload,
-        InvalidEndpoint,
-        NoCredential,
-        InvalidState,
-        Unsupported,
-        InvalidProxy,
-        InvalidKey,
-        InvalidCertificate,
-        InvalidPrivateKey,
-        KeyMismatch,
-        KeyPassword,
-        InvalidPkcs12,
-        Pkcs12Password,
-        InvalidTrustAnchor,
-        FileRead,
-        Dns,
-        Connect,
-        Timeout,
-        TlsServerUntrusted,
-        TlsServerNameMismatch,
-        TlsClientCertRejected,
-        Tls,
-        ConnectionLost,
-        Proxy,
-        ResponseTooLarge,
-        MalformedResponse,
-        BadRequest,
-        Unauthorized,
-        Forbidden,
-        NotFound,
-        Conflict,
-        UnsupportedMediaType,
-        Throttled,
-        ServiceError,
-        RegistrationFailed,
-        Disabled,
-        DeadlineExceeded,
-        Cancelled,
-        Panic,
-        Internal,
-    ]
-};
+/// The class of a status (`dps_status_class`): what a caller can do about it.
+pub type dps_class = u32;
+/// `DPS_OK` and `DPS_PENDING`: not a failure.
+pub const DPS_CLASS_NONE: dps_class = 0;
+/// 1xx: a bad argument or configuration; nothing was sent. Fix the call.
+pub const DPS_CLASS_USAGE: dps_class = 1;
+/// 2xx: a key, certificate, password, token or trust anchor is unusable. Fix the credential.
+pub const DPS_CLASS_CREDENTIAL: dps_class = 2;
+/// 3xx: DNS, TCP, TLS, proxy, or a malformed or oversized answer. Often transient.
+pub const DPS_CLASS_NETWORK: dps_class = 3;
+/// 400-459: DPS refused the request (see the HTTP status and DPS errorCode).
+pub const DPS_CLASS_REFUSED: dps_class = 4;
+/// 460-499: the registration ended `failed`, or the enrollment is disabled.
+pub const DPS_CLASS_REGISTRATION_FAILED: dps_class = 5;
+/// 5xx: the deadline passed or the registration was cancelled.
+pub const DPS_CLASS_LIFECYCLE: dps_class = 6;
+/// 9xx, and any code this library does not know: internal failure.
+pub const DPS_CLASS_INTERNAL: dps_class = 9;
+
+/// The class of `status` (`DPS_CLASS_*`): `DPS_CLASS_NONE` for `DPS_OK` and `DPS_PENDING`,
+/// `DPS_CLASS_INTERNAL` for codes this library does not know. Never fails; thread-safe; may be
+/// called from any callback.
+#[unsafe(no_mangle)]
+pub extern "C" fn dps_status_class(status: dps_status) -> dps_class {
+    guard(DPS_CLASS_INTERNAL, || match status {
+        DPS_OK | DPS_PENDING => DPS_CLASS_NONE,
+        _ => ErrorKind::from_code(status).map_or(DPS_CLASS_INTERNAL, |k| k.class() as dps_class),
+    })
+}
 
 /// A static, NUL-terminated description of `status`. Never NULL; unknown
 /// codes give "unknown status". Thread-safe; the string must not be freed.
@@ -171,10 +156,7 @@ fn status_cstr(status: dps_status) -> &'static std::ffi::CStr {
     match status {
         DPS_OK => c"success",
         DPS_PENDING => c"in progress: call dps_client_step again after wait_ms",
-        _ => ALL_KINDS
-            .iter()
-            .find(|k| k.code() == status)
-            .map_or(c"unknown status", |k| kind_cstr(*k)),
+        _ => ErrorKind::from_code(status).map_or(c"unknown status", kind_cstr),
     }
 }
 
@@ -183,12 +165,12 @@ fn kind_cstr(kind: ErrorKind) -> &'static std::ffi::CStr {
     use std::sync::OnceLock;
     static TABLE: OnceLock<Vec<std::ffi::CString>> = OnceLock::new();
     let table = TABLE.get_or_init(|| {
-        ALL_KINDS
+        ErrorKind::ALL
             .iter()
             .map(|k| super::cstring(k.describe()))
             .collect()
     });
-    ALL_KINDS
+    ErrorKind::ALL
         .iter()
         .position(|k| *k == kind)
         .and_then(|i| table.get(i))
@@ -200,81 +182,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn constants_match_kinds() {
-        let pairs = [
-            (DPS_ERR_NULL_ARGUMENT, ErrorKind::NullArgument),
-            (DPS_ERR_INVALID_UTF8, ErrorKind::InvalidUtf8),
-            (DPS_ERR_INVALID_ARGUMENT, ErrorKind::InvalidArgument),
-            (DPS_ERR_BUFFER_TOO_SMALL, ErrorKind::BufferTooSmall),
-            (DPS_ERR_INVALID_ID_SCOPE, ErrorKind::InvalidIdScope),
-            (
-                DPS_ERR_INVALID_REGISTRATION_ID,
-                ErrorKind::InvalidRegistrationId,
-            ),
-            (DPS_ERR_INVALID_PAYLOAD, ErrorKind::InvalidPayload),
-            (DPS_ERR_INVALID_ENDPOINT, ErrorKind::InvalidEndpoint),
-            (DPS_ERR_NO_CREDENTIAL, ErrorKind::NoCredential),
-            (DPS_ERR_INVALID_STATE, ErrorKind::InvalidState),
-            (DPS_ERR_UNSUPPORTED, ErrorKind::Unsupported),
-            (DPS_ERR_INVALID_PROXY, ErrorKind::InvalidProxy),
-            (DPS_ERR_INVALID_KEY, ErrorKind::InvalidKey),
-            (DPS_ERR_INVALID_CERTIFICATE, ErrorKind::InvalidCertificate),
-            (DPS_ERR_INVALID_PRIVATE_KEY, ErrorKind::InvalidPrivateKey),
-            (DPS_ERR_KEY_MISMATCH, ErrorKind::KeyMismatch),
-            (DPS_ERR_KEY_PASSWORD, ErrorKind::KeyPassword),
-            (DPS_ERR_INVALID_PKCS12, ErrorKind::InvalidPkcs12),
-            (DPS_ERR_PKCS12_PASSWORD, ErrorKind::Pkcs12Password),
-            (DPS_ERR_INVALID_TRUST_ANCHOR, ErrorKind::InvalidTrustAnchor),
-            (DPS_ERR_FILE_READ, ErrorKind::FileRead),
-            (DPS_ERR_DNS, ErrorKind::Dns),
-            (DPS_ERR_CONNECT, ErrorKind::Connect),
-            (DPS_ERR_TIMEOUT, ErrorKind::Timeout),
-            (DPS_ERR_TLS_SERVER_UNTRUSTED, ErrorKind::TlsServerUntrusted),
-            (
-                DPS_ERR_TLS_SERVER_NAME_MISMATCH,
-                ErrorKind::TlsServerNameMismatch,
-            ),
-            (
-                DPS_ERR_TLS_CLIENT_CERT_REJECTED,
-                ErrorKind::TlsClientCertRejected,
-            ),
-            (DPS_ERR_TLS, ErrorKind::Tls),
-            (DPS_ERR_CONNECTION_LOST, ErrorKind::ConnectionLost),
-            (DPS_ERR_PROXY, ErrorKind::Proxy),
-            (DPS_ERR_RESPONSE_TOO_LARGE, ErrorKind::ResponseTooLarge),
-            (DPS_ERR_MALFORMED_RESPONSE, ErrorKind::MalformedResponse),
-            (DPS_ERR_BAD_REQUEST, ErrorKind::BadRequest),
-            (DPS_ERR_UNAUTHORIZED, ErrorKind::Unauthorized),
-            (DPS_ERR_FORBIDDEN, ErrorKind::Forbidden),
-            (DPS_ERR_NOT_FOUND, ErrorKind::NotFound),
-            (DPS_ERR_CONFLICT, ErrorKind::Conflict),
-            (
-                DPS_ERR_UNSUPPORTED_MEDIA_TYPE,
-                ErrorKind::UnsupportedMediaType,
-            ),
-            (DPS_ERR_THROTTLED, ErrorKind::Throttled),
-            (DPS_ERR_SERVICE, ErrorKind::ServiceError),
-            (DPS_ERR_REGISTRATION_FAILED, ErrorKind::RegistrationFailed),
-            (DPS_ERR_DISABLED, ErrorKind::Disabled),
-            (DPS_ERR_DEADLINE_EXCEEDED, ErrorKind::DeadlineExceeded),
-            (DPS_ERR_CANCELLED, ErrorKind::Cancelled),
-            (DPS_ERR_PANIC, ErrorKind::Panic),
-            (DPS_ERR_INTERNAL, ErrorKind::Internal),
-        ];
-        assert_eq!(pairs.len(), ALL_KINDS.len());
-        for (c, k) in pairs {
-            assert_eq!(c, k.code(), "{k:?}");
-            assert!(ALL_KINDS.contains(&k));
-        }
-        let mut codes: Vec<_> = ALL_KINDS.iter().map(|k| k.code()).collect();
-        codes.sort();
-        codes.dedup();
-        assert_eq!(codes.len(), ALL_KINDS.len(), "codes are unique");
-    }
-
-    #[test]
     fn every_status_has_a_string() {
-        for k in ALL_KINDS {
+        for &k in ErrorKind::ALL {
             let s = unsafe { std::ffi::CStr::from_ptr(dps_status_str(k.code())) }
                 .to_str()
                 .unwrap();
@@ -282,5 +191,24 @@ mod tests {
         }
         let s = unsafe { std::ffi::CStr::from_ptr(dps_status_str(12345)) };
         assert_eq!(s.to_str().unwrap(), "unknown status");
+        assert_eq!(dps_status_class(DPS_OK), DPS_CLASS_NONE);
+        assert_eq!(dps_status_class(DPS_ERR_UNAUTHORIZED), DPS_CLASS_REFUSED);
+        assert_eq!(
+            dps_status_class(DPS_ERR_DISABLED),
+            DPS_CLASS_REGISTRATION_FAILED
+        );
+        assert_eq!(dps_status_class(12345), DPS_CLASS_INTERNAL);
+        use crate::error::ErrorClass as C;
+        for (c, k) in [
+            (DPS_CLASS_USAGE, C::Usage),
+            (DPS_CLASS_CREDENTIAL, C::Credential),
+            (DPS_CLASS_NETWORK, C::Network),
+            (DPS_CLASS_REFUSED, C::Refused),
+            (DPS_CLASS_REGISTRATION_FAILED, C::RegistrationFailed),
+            (DPS_CLASS_LIFECYCLE, C::Lifecycle),
+            (DPS_CLASS_INTERNAL, C::Internal),
+        ] {
+            assert_eq!(c, k as dps_class, "{k:?}");
+        }
     }
 }

@@ -32,8 +32,7 @@ pub fn decode_key(base64_key: &str) -> Result<Zeroizing<Vec<u8>>> {
 
 /// `base64(HMAC-SHA256(key, data))`.
 pub fn sign(key: &[u8], data: &[u8]) -> String {
-    let k = hmac::Key::new(hmac::HMAC_SHA256, key);
-    B64.encode(hmac::sign(&k, data).as_ref())
+    B64.encode(hmac_sha256(key, data))
 }
 
 /// Derives a device key from an enrollment group key:
@@ -51,27 +50,20 @@ pub fn resource_uri(id_scope: &str, registration_id: &str) -> String {
     percent_encode_lower(&raw)
 }
 
-/// Builds the `Authorization` header value
-/// `SharedAccessSignature sr=<sr>&sig=<sig>&se=<expiry>&skn=registration`.
-/// The returned string is a secret and is zeroized when dropped.
-pub fn token(
-    key: &[u8],
-    id_scope: &str,
-    registration_id: &str,
-    expiry_unix: u64,
-) -> Zeroizing<String> {
-    let sr = resource_uri(id_scope, registration_id);
-    token_for_resource(key, &sr, expiry_unix, Some("registration"))
+/// The string a SAS signature covers: `"<sr>\n<expiry>"`.
+pub fn string_to_sign(sr: &str, expiry_unix: u64) -> String {
+    format!("{sr}\n{expiry_unix}")
 }
 
-/// Token for an already-encoded resource URI; `skn` is appended when given.
-pub fn token_for_resource(
-    key: &[u8],
+/// Assembles `SharedAccessSignature sr=<sr>&sig=<urlenc base64 mac>&se=<expiry>[&skn=<skn>]`
+/// from the MAC over [`string_to_sign`]. The result is a secret and is zeroized when dropped.
+pub fn assemble(
     sr: &str,
+    mac: &[u8; 32],
     expiry_unix: u64,
     skn: Option<&str>,
 ) -> Zeroizing<String> {
-    let sig = Zeroizing::new(sign(key, format!("{sr}\n{expiry_unix}").as_bytes()));
+    let sig = Zeroizing::new(B64.encode(mac));
     let mut t = Zeroizing::new(format!(
         "SharedAccessSignature sr={sr}&sig={}&se={expiry_unix}",
         percent_encode(&sig)
@@ -81,6 +73,46 @@ pub fn token_for_resource(
         t.push_str(&percent_encode(skn));
     }
     t
+}
+
+/// The `sr` of an IoT Hub device token: `<hub>/devices/<deviceId>`, URL-encoded with the case
+/// kept (PROTOCOL.md V7).
+pub fn iot_hub_resource_uri(hub: &str, device_id: &str) -> String {
+    percent_encode(&format!("{hub}/devices/{device_id}"))
+}
+
+/// `HMAC-SHA256(key, data)` with an in-memory key.
+pub fn hmac_sha256(key: &[u8], data: &[u8]) -> [u8; 32] {
+    let k = hmac::Key::new(hmac::HMAC_SHA256, key);
+    let mut out = [0u8; 32];
+    out.copy_from_slice(hmac::sign(&k, data).as_ref());
+    out
+}
+
+/// A token signed with an in-memory key, for an already-encoded resource URI.
+pub fn token_for_resource(
+    key: &[u8],
+    sr: &str,
+    expiry_unix: u64,
+    skn: Option<&str>,
+) -> Zeroizing<String> {
+    let mac = Zeroizing::new(hmac_sha256(key, string_to_sign(sr, expiry_unix).as_bytes()));
+    assemble(sr, &mac, expiry_unix, skn)
+}
+
+/// The DPS registration token for `id_scope/registrations/registration_id`, in-memory key.
+pub fn token(
+    key: &[u8],
+    id_scope: &str,
+    registration_id: &str,
+    expiry_unix: u64,
+) -> Zeroizing<String> {
+    token_for_resource(
+        key,
+        &resource_uri(id_scope, registration_id),
+        expiry_unix,
+        Some("registration"),
+    )
 }
 
 #[cfg(test)]
@@ -117,6 +149,20 @@ mod tests {
         assert_eq!(
             token_for_resource(b"password", "uri", 12345, None).as_str(),
             "SharedAccessSignature sr=uri&sig=kcWxXAK2OAaAoq2oCkaGzX2NMqDB8nCyNuq2fPYCDhk%3D&se=12345"
+        );
+    }
+
+    #[test]
+    fn v7_iot_hub_token() {
+        let key = decode_key("18RQk/hOPJR9EbsJlk2j8WA6vWaj/yi+oaYg7zmxfQNdOyMSu+SJ8O7TSlZhDJCYmn4rzEiVKIzNiVAWjLxrGA==").unwrap();
+        let sr = iot_hub_resource_uri("MyExampleHub.azure-devices.net", "my-symkey-device");
+        assert_eq!(
+            sr,
+            "MyExampleHub.azure-devices.net%2Fdevices%2Fmy-symkey-device"
+        );
+        assert_eq!(
+            token_for_resource(&key, &sr, 1663119026, None).as_str(),
+            "SharedAccessSignature sr=MyExampleHub.azure-devices.net%2Fdevices%2Fmy-symkey-device&sig=f%2BwW8XOKeJOtiPc9Iwjc4OpExvPM7NlhM9qxN2a1aAM%3D&se=1663119026"
         );
     }
 

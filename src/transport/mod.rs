@@ -910,6 +910,14 @@ fn too_large(what: &str) -> Error {
 /// Classifies a rustls error so callers can tell who is at fault.
 pub fn tls_error(e: &rustls::Error, host: &str) -> Error {
     use rustls::{AlertDescription as A, CertificateError as C};
+    if let rustls::Error::Other(other) = e {
+        if let Some(f) = other
+            .0
+            .downcast_ref::<crate::credential::x509::SignerFailure>()
+        {
+            return f.0.clone();
+        }
+    }
     match e {
         rustls::Error::InvalidCertificate(
             C::NotValidForName | C::NotValidForNameContext { .. },

@@ -258,15 +258,22 @@ pub fn crypto_provider() -> rustls::crypto::CryptoProvider {
     }
 }
 
-/// Builds the rustls client configuration: TLS 1.3 and 1.2 with the ring
-/// provider (AES-GCM suites), verification always on.
+/// Builds the rustls client configuration: TLS 1.3 and 1.2 (only 1.2 when `tls13` is false,
+/// for a client key that can only make PKCS#1 v1.5 RSA signatures, which TLS 1.3 forbids)
+/// with the ring provider (AES-GCM suites), verification always on.
 pub fn client_config(
     roots: RootCertStore,
     client_cert: Option<Arc<CertifiedKey>>,
+    tls13: bool,
 ) -> Result<Arc<ClientConfig>> {
     let provider = Arc::new(crypto_provider());
+    let versions: &[&'static rustls::SupportedProtocolVersion] = if tls13 {
+        &[&rustls::version::TLS13, &rustls::version::TLS12]
+    } else {
+        &[&rustls::version::TLS12]
+    };
     let builder = ClientConfig::builder_with_provider(provider)
-        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .with_protocol_versions(versions)
         .map_err(|e| Error::new(ErrorKind::Internal, format!("TLS configuration: {e}")))?
         .with_root_certificates(roots);
     let mut cfg = match client_cert {

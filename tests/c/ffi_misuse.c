@@ -148,7 +148,7 @@ static void misuse_without_network(void) {
         EXPECT(dps_client_register(NULL, &reg), DPS_ERR_NULL_ARGUMENT);
         EXPECT(dps_client_step(NULL, &wait, &reg), DPS_ERR_NULL_ARGUMENT);
         EXPECT(dps_client_lookup(NULL, &reg), DPS_ERR_NULL_ARGUMENT);
-        EXPECT(dps_client_set_status_callback(NULL, NULL, NULL), DPS_ERR_NULL_ARGUMENT);
+        EXPECT(dps_client_set_event_callback(NULL, NULL, NULL), DPS_ERR_NULL_ARGUMENT);
         EXPECT(dps_client_connection_string(NULL, NULL, NULL, 0, &len), DPS_ERR_NULL_ARGUMENT);
         CHECK(dps_client_last_error(NULL) == NULL);
         CHECK(dps_client_registration_id(NULL) == NULL);
@@ -249,7 +249,7 @@ static void with_emulator(void) {
     dps_client *client = NULL;
     dps_registration *reg = NULL;
     EXPECT(dps_client_new(cfg, &client, NULL), DPS_OK);
-    EXPECT(dps_client_set_status_callback(client, status_cb, &events), DPS_OK);
+    EXPECT(dps_client_set_event_callback(client, status_cb, &events), DPS_OK);
     EXPECT(dps_client_register(client, &reg), DPS_OK);
     CHECK(dps_registration_status(reg) == DPS_REGISTRATION_ASSIGNED);
     CHECK(dps_registration_issued_certificate(reg, 12345) == NULL);
@@ -273,7 +273,7 @@ static void with_emulator(void) {
     /* Cancel during a 30 s Retry-After wait, then the same client again. */
     cfg = emulator_config("slow-dev", key);
     EXPECT(dps_client_new(cfg, &client, NULL), DPS_OK);
-    EXPECT(dps_client_set_status_callback(client, note_wait, NULL), DPS_OK);
+    EXPECT(dps_client_set_event_callback(client, note_wait, NULL), DPS_OK);
     {
         pthread_t t;
         CHECK(pthread_create(&t, NULL, cancel_later, client) == 0);

@@ -5,6 +5,7 @@
 //! messages. Each error is located: serde's by the parser (TOML span, JSON line), validation's
 //! by the path of the value it is about, looked up in the TOML document's spans.
 
+mod enrollment;
 mod raw;
 mod validate;
 
@@ -256,6 +257,72 @@ pub struct Enrollment {
     pub retry_after_secs: Option<u32>,
     pub assigning_polls: Option<u32>,
     pub faults: Vec<FaultStep>,
+    /// How a CSR sent with a registration of this enrollment is answered.
+    pub issuance: Issuance,
+}
+
+/// The key types a device's CSR may carry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CsrKeyType {
+    /// ECDSA on NIST P-256.
+    P256,
+    /// ECDSA on NIST P-384 (what DPS documents for the preview).
+    P384,
+    /// RSA, 2048 bits or more.
+    Rsa,
+}
+
+/// Certificate issuance for CSRs (api-version 2025-07-01-preview and later).
+#[derive(Clone, PartialEq, Eq)]
+pub struct Issuance {
+    /// The issuing CA; `None`: the emulator's own device issuing CA.
+    pub ca: Option<IssuingCa>,
+    /// Validity of issued certificates in days from the day of issuance; `None`: a fixed
+    /// 2024-01-01..2049-12-31.
+    pub validity_days: Option<u32>,
+    /// Key types accepted in a CSR (default: all).
+    pub key_types: Vec<CsrKeyType>,
+}
+
+impl Default for Issuance {
+    fn default() -> Issuance {
+        Issuance {
+            ca: None,
+            validity_days: None,
+            key_types: vec![CsrKeyType::P256, CsrKeyType::P384, CsrKeyType::Rsa],
+        }
+    }
+}
+
+impl fmt::Debug for Issuance {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Issuance")
+            .field("ca", &self.ca.as_ref().map(|_| "configured"))
+            .field("validity_days", &self.validity_days)
+            .field("key_types", &self.key_types)
+            .finish()
+    }
+}
+
+/// An issuing CA: its certificate PEM (optionally followed by its parents up to the root, which
+/// issued chains then carry) and its private key PEM (never shown in Debug output).
+#[derive(Clone, PartialEq, Eq)]
+pub struct IssuingCa {
+    pub cert_pem: String,
+    pub key_pem: String,
+}
+
+/// A deliberately broken `issuedCertificateChain`, to test a client's checks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChainFault {
+    /// The leaf certifies a key other than the CSR's.
+    WrongKey,
+    /// The chain is sent root first (each certificate is not issued by the next).
+    WrongOrder,
+    /// The leaf expired yesterday.
+    Expired,
 }
 
 impl Enrollment {
@@ -332,6 +399,8 @@ pub enum FaultKind {
     Result(TerminalResult),
     /// The operation never leaves `assigning`.
     EndlessAssigning,
+    /// The certificate issued for this registration's CSR is broken so (no effect without a CSR).
+    BrokenChain(ChainFault),
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

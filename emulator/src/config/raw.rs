@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
-use super::{Allocation, FaultOn, Reprovision};
+use super::{Allocation, ChainFault, CsrKeyType, FaultOn, Reprovision};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -111,6 +111,18 @@ pub(super) struct RawEnrollment {
     pub assigning_polls: Option<u32>,
     #[serde(default)]
     pub faults: Vec<RawFault>,
+    pub issuance: Option<RawIssuance>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawIssuance {
+    pub ca_cert_file: Option<PathBuf>,
+    pub ca_key_file: Option<PathBuf>,
+    pub ca_cert_pem: Option<String>,
+    pub ca_key_pem: Option<String>,
+    pub validity_days: Option<u32>,
+    pub key_types: Option<Vec<CsrKeyType>>,
 }
 
 #[derive(Deserialize)]
@@ -160,5 +172,6 @@ pub(super) struct RawFault {
     pub chunk_bytes: Option<usize>,
     pub interval_ms: Option<u64>,
     pub content_type: Option<String>,
+    pub issued_chain: Option<ChainFault>,
     pub times: Option<u32>,
 }

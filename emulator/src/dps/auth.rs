@@ -43,6 +43,12 @@ pub(crate) enum Verdict {
     Accepted { enrollment: usize, desc: String },
     /// The credential was offered and refused; the reason goes to the log, never to the device.
     Refused(String),
+    /// Refused as [`Verdict::Refused`], and the 401002 answer says `message` instead of the
+    /// generic "Unauthorized" / "Invalid certificate." (the first such message wins).
+    RefusedWith {
+        reason: String,
+        message: &'static str,
+    },
     /// Answer now with `response` (a 401 carrying a challenge the device must answer in its
     /// next request, as TPM's `authenticationKey`); `desc` is for the log.
     Challenge { response: Response, desc: String },
@@ -68,9 +74,14 @@ pub(crate) fn default_attestors(
 /// The `authenticate` step: the first mechanism that accepts decides; all refusals are logged.
 pub(super) fn authenticate(cx: &mut Ctx<'_>, attestors: &[Box<dyn Attestor>]) -> Flow {
     let mut why = Vec::new();
+    let mut told = None;
     for a in attestors {
         match a.verify(cx) {
             Verdict::NotOffered => {}
+            Verdict::RefusedWith { reason, message } => {
+                why.push(reason);
+                told = told.or(Some(message));
+            }
             Verdict::Accepted { enrollment, desc } => {
                 cx.enrollment = Some(enrollment);
                 cx.auth = desc;
@@ -87,10 +98,10 @@ pub(super) fn authenticate(cx: &mut Ctx<'_>, attestors: &[Box<dyn Attestor>]) ->
         why.push("no credentials".into());
     }
     cx.auth = why.join("; ");
-    let msg = if cx.peer_chain.is_empty() {
-        "Unauthorized"
-    } else {
-        "Invalid certificate."
+    let msg = match told {
+        Some(m) => m,
+        None if cx.peer_chain.is_empty() => "Unauthorized",
+        None => "Invalid certificate.",
     };
     Err(err_response(401, 401002, msg))
 }
@@ -173,9 +184,25 @@ impl Attestor for X509 {
         }
         match x509_identity(cx.cfg, cx.peer_chain, &cx.regid) {
             Ok((enrollment, desc)) => Verdict::Accepted { enrollment, desc },
-            Err(e) => Verdict::Refused(e),
+            Err(X509Refusal::NoCa(reason)) => Verdict::RefusedWith {
+                reason,
+                message: CA_NOT_FOUND,
+            },
+            Err(X509Refusal::Invalid(e)) => Verdict::Refused(e),
         }
     }
+}
+
+/// DPS's 401002 message when the chain sent reaches no verified CA, typically a group device
+/// that sent only its leaf (PROTOCOL.md 3.7 and 8).
+pub(crate) const CA_NOT_FOUND: &str = "CA certificate not found.";
+
+enum X509Refusal {
+    /// The leaf is not individually enrolled and the chain sent reaches no group's CA (or no
+    /// X.509 group exists): "CA certificate not found.".
+    NoCa(String),
+    /// Anything else (CN, parse, signature, validity): "Invalid certificate.".
+    Invalid(String),
 }
 
 fn leaf_common_name(der: &[u8]) -> Option<String> {
@@ -188,14 +215,17 @@ fn x509_identity(
     cfg: &Config,
     chain: &[CertificateDer<'static>],
     regid: &str,
-) -> Result<(usize, String), String> {
+) -> Result<(usize, String), X509Refusal> {
+    use X509Refusal::{Invalid, NoCa};
     let leaf = &chain[0];
     let thumb = sha256_hex_upper(leaf.as_ref());
     let short = &thumb[..16];
     let cn = leaf_common_name(leaf.as_ref())
-        .ok_or_else(|| format!("x509 refused: leaf {short}… has no readable CN"))?;
+        .ok_or_else(|| Invalid(format!("x509 refused: leaf {short}… has no readable CN")))?;
     if !cn.eq_ignore_ascii_case(regid) {
-        return Err(format!("x509 refused: CN {cn:?} != registration id"));
+        return Err(Invalid(format!(
+            "x509 refused: CN {cn:?} != registration id"
+        )));
     }
     for (i, e) in cfg.enrollments.iter().enumerate() {
         if let (EnrollmentKind::Individual { registration_id }, Attestation::X509Thumbprints(tps)) =
@@ -209,9 +239,11 @@ fn x509_identity(
     let provider = crate::tls::provider();
     let algs = provider.signature_verification_algorithms.all;
     let ee = webpki::EndEntityCert::try_from(leaf)
-        .map_err(|e| format!("x509 refused: leaf does not parse: {e:?}"))?;
+        .map_err(|e| Invalid(format!("x509 refused: leaf does not parse: {e:?}")))?;
     let intermediates = &chain[1..];
     let mut last_err = None;
+    // every group said "unknown issuer" (or there is none): the chain stops short of a CA
+    let mut no_ca = true;
     for (i, e) in cfg.enrollments.iter().enumerate() {
         let (EnrollmentKind::Group { group_id }, Attestation::X509Ca(cas)) =
             (&e.kind, &e.attestation)
@@ -236,15 +268,19 @@ fn x509_identity(
             None,
         ) {
             Ok(_) => return Ok((i, format!("x509 group={group_id} leaf={short}…"))),
-            Err(err) => last_err = Some(format!("{err:?}")),
+            Err(err) => {
+                no_ca &= err == webpki::Error::UnknownIssuer;
+                last_err = Some(format!("{err:?}"));
+            }
         }
     }
-    Err(format!(
+    let reason = format!(
         "x509 refused: leaf {short}… matches no individual thumbprint and chains to no group CA{}",
         last_err
             .map(|e| format!(" (last error: {e})"))
             .unwrap_or_default()
-    ))
+    );
+    Err(if no_ca { NoCa(reason) } else { Invalid(reason) })
 }
 
 #[cfg(test)]

@@ -1,14 +1,15 @@
 //! Scripted faults and the strict polling limit: the only code that interprets `FaultKind`.
 //!
 //! A fault either replaces the answer (an error status, a close, a black hole), changes what
-//! the normal answer says (a terminal result, endless `assigning`), delays it, or changes how
+//! the normal answer says (a terminal result, endless `assigning`, a broken issued chain),
+//! delays it, or changes how
 //! it looks on the wire (truncated, malformed, wrong content type, oversized, trickled).
 //! [`apply`] does all of it around the normal answer, so the route handlers never see a fault.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant, SystemTime};
 
-use crate::config::{Enrollment, FaultKind, FaultOn, RetryAfter, TerminalResult};
+use crate::config::{ChainFault, Enrollment, FaultKind, FaultOn, RetryAfter, TerminalResult};
 use crate::http::Response;
 use crate::util::{http_date, uuid_v4};
 
@@ -23,6 +24,8 @@ pub(super) struct Overrides {
     pub terminal: Option<TerminalResult>,
     /// The operation never leaves `assigning`.
     pub endless: bool,
+    /// The certificate issued for the CSR is broken so.
+    pub broken_chain: Option<ChainFault>,
 }
 
 /// The enrollment's next fault step if it applies to this route (the device's cursor moves on).
@@ -84,6 +87,7 @@ pub(super) fn apply(
         Some(FaultKind::Delay { ms }) => h.delay = Some(Duration::from_millis(ms)),
         Some(FaultKind::Result(t)) => ov.terminal = Some(t),
         Some(FaultKind::EndlessAssigning) => ov.endless = true,
+        Some(FaultKind::BrokenChain(c)) => ov.broken_chain = Some(c),
         _ => {}
     }
     h.response = match answer(&ov) {

@@ -271,7 +271,7 @@ impl Service {
         let fault = faults::due(enr, &mut dev.fault_cursor, cx.route, &mut cx.note);
         let cx = &*cx;
         faults::apply(fault, h, |ov| {
-            let issued_chain = registration::issue(cx, self.issuer.as_ref())?;
+            let issued_chain = registration::issue(cx, enrollment, self.issuer.as_ref(), ov)?;
             Ok(match cx.route {
                 Route::Register => {
                     let tpm_key = tpm::hub_blob(&self.tpm, cx, enrollment)?;

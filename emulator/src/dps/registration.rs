@@ -12,20 +12,37 @@ use super::faults::Overrides;
 use super::json::{Obj, err_response, json_response, new_etag, pct, record_json};
 use super::{Ctx, Device, MAX_OPERATIONS, Operation, Outcome, Record, State};
 
-/// `issuedCertificateChain` (base64 DER, leaf first) for the body's CSR, if it has one.
+/// `issuedCertificateChain` (base64 DER, leaf first) for the body's CSR, if it has one: signed
+/// by the enrollment's issuing CA (else the emulator's), broken if a fault says so.
 pub(super) fn issue(
     cx: &Ctx<'_>,
-    issuer: Option<&crate::pki::TestCa>,
+    enrollment: usize,
+    default_issuer: Option<&crate::pki::TestCa>,
+    ov: &Overrides,
 ) -> Result<Option<Vec<String>>, Response> {
     use base64::Engine;
     let Some(csr) = &cx.body.csr else {
         return Ok(None);
     };
+    let issuance = &cx.cfg.enrollments[enrollment].issuance;
+    let own = match &issuance.ca {
+        Some(ca) => Some(
+            crate::pki::TestCa::from_pem(&ca.cert_pem, &ca.key_pem)
+                .map_err(|m| err_response(500, 500001, &format!("issuing CA: {m}")))?,
+        ),
+        None => None,
+    };
+    let issuer = own.as_ref().or(default_issuer);
+    let opts = crate::pki::IssueOptions {
+        key_types: &issuance.key_types,
+        validity_days: issuance.validity_days,
+        broken: ov.broken_chain,
+    };
     let engine = base64::engine::general_purpose::STANDARD;
     let signed = match (issuer, engine.decode(csr.trim())) {
         (None, _) => Err("certificate issuance is not available".to_string()),
         (_, Err(_)) => Err("csr must be base64 DER (no PEM header)".to_string()),
-        (Some(ca), Ok(der)) => ca.sign_csr_der(&der, &cx.regid),
+        (Some(ca), Ok(der)) => ca.sign_csr_der(&der, &cx.regid, &opts),
     };
     match signed {
         Ok(chain) => Ok(Some(chain.iter().map(|d| engine.encode(d)).collect())),

@@ -1,5 +1,5 @@
-//! Test client: raw TCP + rustls + hand-written HTTP/1.1, so tests control every byte.
-#![allow(dead_code)]
+//! A raw test client for the emulator: TCP + rustls + hand-written HTTP/1.1, so tests control
+//! every byte; SAS tokens and the DPS paths.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -8,35 +8,12 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use dps_emulator::{Config, Emulator};
+use dps_emulator::Emulator;
+
+use crate::{API_VERSION, SCOPE};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use rustls::{ClientConfig, ClientConnection, RootCertStore, StreamOwned};
-
-pub const SCOPE: &str = "0ne00000001";
-pub const KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
-pub const KEY2: &str = "HxweHRwbGhkYFxYVFBMSERAPDg0MCwoJCAcGBQQDAgE=";
-pub const GROUP_KEY: &str =
-    "8isrFI1sGsIlvvFSSFRiMfCNzv21fjbE/+ah/lSh3lF8e2YG1Te7w1KpZhJFFXJrqYKi9yegxkqIChbqOS9Egw==";
-
-pub fn start(toml: &str) -> Emulator {
-    let cfg = Config::from_toml_str(toml).unwrap_or_else(|e| panic!("config: {e}"));
-    Emulator::start(cfg).expect("start emulator")
-}
-
-pub fn base_toml() -> String {
-    format!(
-        r#"
-id_scope = "{SCOPE}"
-retry_after_secs = 0
-assigning_polls = 1
-[[hubs]]
-host_name = "hub-a.azure-devices.net"
-[[hubs]]
-host_name = "hub-b.azure-devices.net"
-"#
-    )
-}
 
 pub fn sign(key_b64: &str, sr: &str, se: u64) -> String {
     let key = STANDARD.decode(key_b64).unwrap();
@@ -281,16 +258,15 @@ impl Client {
 }
 
 pub const JSON: (&str, &str) = ("Content-Type", "application/json; charset=utf-8");
-pub const AV: &str = "api-version=2021-06-01";
 
 pub fn reg_path(regid: &str) -> String {
-    format!("/{SCOPE}/registrations/{regid}/register?{AV}")
+    format!("/{SCOPE}/registrations/{regid}/register?api-version={API_VERSION}")
 }
 pub fn op_path(regid: &str, op: &str) -> String {
-    format!("/{SCOPE}/registrations/{regid}/operations/{op}?{AV}")
+    format!("/{SCOPE}/registrations/{regid}/operations/{op}?api-version={API_VERSION}")
 }
 pub fn lookup_path(regid: &str) -> String {
-    format!("/{SCOPE}/registrations/{regid}?{AV}")
+    format!("/{SCOPE}/registrations/{regid}?api-version={API_VERSION}")
 }
 
 /// Full flow with a SAS: PUT, then GETs until not 202. Returns the final response.

@@ -2,7 +2,6 @@
 //! proxy on loopback (auth check, tunnel counter, optional target override
 //! and delay) and a TLS server that requires a client certificate from a CA
 //! the device does not use (a TLS-level client certificate refusal).
-#![allow(dead_code)]
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};

@@ -8,6 +8,10 @@ use rcgen::{
 
 use crate::util::sha256_hex_upper;
 
+mod csr;
+
+pub use csr::IssueOptions;
+
 /// A certificate with its key.
 #[derive(Clone, Debug)]
 pub struct Issued {
@@ -40,7 +44,7 @@ fn base_params(cn: &str) -> CertificateParams {
     p
 }
 
-fn leaf_params(cn: &str) -> CertificateParams {
+pub(crate) fn leaf_params(cn: &str) -> CertificateParams {
     let mut p = base_params(cn);
     p.is_ca = IsCa::ExplicitNoCa;
     p.key_usages = vec![KeyUsagePurpose::DigitalSignature];
@@ -49,7 +53,7 @@ fn leaf_params(cn: &str) -> CertificateParams {
     p
 }
 
-fn new_key() -> KeyPair {
+pub(crate) fn new_key() -> KeyPair {
     // P-256 key generation only fails if the OS RNG fails.
     KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("EC P-256 key generation")
 }
@@ -160,12 +164,8 @@ impl TestCa {
         }
     }
 
-    /// An end-entity device certificate (clientAuth) signed by this CA.
-    pub fn issue_device(&self, common_name: &str) -> Issued {
-        let key = new_key();
-        let cert = leaf_params(common_name)
-            .signed_by(&key, self.issuer())
-            .expect("device certificate");
+    /// `cert` (signed by this CA) with its key and the chain a peer sends.
+    fn issued(&self, cert: &rcgen::Certificate, key: &KeyPair) -> Issued {
         let pem = cert.pem();
         Issued {
             chain_pem: format!("{pem}{}", self.chain_above),
@@ -173,6 +173,15 @@ impl TestCa {
             key_pem: key.serialize_pem(),
             sha256_thumbprint: sha256_hex_upper(cert.der()),
         }
+    }
+
+    /// An end-entity device certificate (clientAuth) signed by this CA.
+    pub fn issue_device(&self, common_name: &str) -> Issued {
+        let key = new_key();
+        let cert = leaf_params(common_name)
+            .signed_by(&key, self.issuer())
+            .expect("device certificate");
+        self.issued(&cert, &key)
     }
 
     /// A TLS server certificate for `localhost`, `127.0.0.1` and `::1`, signed by this CA.
@@ -191,16 +200,12 @@ impl TestCa {
         let cert = p
             .signed_by(&key, self.issuer())
             .expect("server certificate");
-        let pem = cert.pem();
-        Issued {
-            chain_pem: format!("{pem}{}", self.chain_above),
-            cert_pem: pem,
-            key_pem: key.serialize_pem(),
-            sha256_thumbprint: sha256_hex_upper(cert.der()),
-        }
+        self.issued(&cert, &key)
     }
 
-    /// Loads a CA from its certificate and key PEM (to issue the emulator's server certificate).
+    /// Loads a CA from its certificate and key PEM (to issue the emulator's server certificate,
+    /// or an enrollment's device certificates). `cert_pem` may continue with the CA's parents
+    /// (an intermediate CA followed by its chain up to the root): issued chains then carry them.
     pub fn from_pem(cert_pem: &str, key_pem: &str) -> Result<TestCa, String> {
         use rustls_pki_types::CertificateDer;
         use rustls_pki_types::pem::PemObject;
@@ -209,59 +214,18 @@ impl TestCa {
             .map_err(|e| format!("CA certificate: {e:?}"))?;
         let issuer =
             Issuer::from_ca_cert_der(&der, key).map_err(|e| format!("CA certificate: {e}"))?;
+        // More certificates after the first: its parents (an intermediate CA with its chain).
+        let parents = CertificateDer::pem_slice_iter(cert_pem.as_bytes()).count() > 1;
         Ok(TestCa {
             cert_pem: cert_pem.to_string(),
             der: der.as_ref().to_vec(),
             issuer,
-            root: true,
-            chain_above: String::new(),
+            root: !parents,
+            chain_above: if parents {
+                cert_pem.to_string()
+            } else {
+                String::new()
+            },
         })
-    }
-}
-
-impl TestCa {
-    /// Signs a PKCS#10 request (DER) whose subject CN must equal `expected_cn` (case-insensitive);
-    /// returns the issued chain as DER, leaf first, then the intermediates and this CA.
-    pub fn sign_csr_der(&self, csr_der: &[u8], expected_cn: &str) -> Result<Vec<Vec<u8>>, String> {
-        use rustls_pki_types::CertificateSigningRequestDer;
-        let req = rcgen::CertificateSigningRequestParams::from_der(
-            &CertificateSigningRequestDer::from(csr_der),
-        )
-        .map_err(|e| format!("CSR does not parse or its signature is invalid: {e}"))?;
-        let cn = req
-            .params
-            .distinguished_name
-            .get(&DnType::CommonName)
-            .and_then(|v| match v {
-                rcgen::DnValue::Utf8String(s) => Some(s.clone()),
-                rcgen::DnValue::PrintableString(s) => Some(s.as_str().to_string()),
-                _ => None,
-            })
-            .ok_or("CSR has no common name")?;
-        if !cn.eq_ignore_ascii_case(expected_cn) {
-            return Err(format!(
-                "CSR common name {cn:?} does not equal the registration id"
-            ));
-        }
-        let mut params = leaf_params(&cn);
-        params.distinguished_name = req.params.distinguished_name.clone();
-        let signed = rcgen::CertificateSigningRequestParams {
-            params,
-            public_key: req.public_key,
-        }
-        .signed_by(self.issuer())
-        .map_err(|e| format!("cannot sign CSR: {e}"))?;
-        let mut chain = vec![signed.der().to_vec()];
-        use rustls_pki_types::CertificateDer;
-        use rustls_pki_types::pem::PemObject;
-        for c in CertificateDer::pem_slice_iter(self.chain_above.as_bytes()).flatten() {
-            chain.push(c.as_ref().to_vec());
-        }
-        // chain_above holds this CA (when intermediate) and the intermediates above it; a
-        // root CA is appended itself so the chain ends with the root, as the spec describes.
-        if self.root {
-            chain.push(self.der.clone());
-        }
-        Ok(chain)
     }
 }
