@@ -435,6 +435,21 @@ typedef uint32_t dps_class;
 #define DPS_ERR_SIGNER_FAILED 209
 
 /**
+ * The PKCS#11 PIN is missing, wrong or locked.
+ */
+#define DPS_ERR_PKCS11_PIN 210
+
+/**
+ * The PKCS#11 URI matches no usable object or token, or more than one.
+ */
+#define DPS_ERR_PKCS11_OBJECT 211
+
+/**
+ * The PKCS#11 module is missing, is not a PKCS#11 module, or failed to initialise.
+ */
+#define DPS_ERR_PKCS11_MODULE 212
+
+/**
  * A TPM command failed, the TPM is unreachable, or a key it should hold is missing; the
  * message names the command and the TPM response code.
  */
@@ -693,9 +708,12 @@ dps_status dps_client_lookup(struct dps_client *client,
 /**
  * Cancels the registration or lookup in progress on `client`: a blocking
  * call returns `DPS_ERR_CANCELLED` promptly (a wait is interrupted and the
- * socket is shut down); with the step API, the next step returns it. The
- * client stays usable. Safe from any thread, including a signal-free
- * watchdog thread, and from the status callback. NULL is ignored.
+ * socket is shut down); with the step API, the next step returns it. A
+ * cancel made while nothing is in progress is kept: the next driving call
+ * returns `DPS_ERR_CANCELLED` at once, without sending anything (a watchdog
+ * racing the start of a registration never loses its cancel). Each cancel
+ * ends one operation; the client stays usable. Safe from any thread, including a signal-free
+ * watchdog thread, and from any callback. NULL is ignored.
  */
 void dps_client_cancel(const struct dps_client *client);
 
@@ -1029,6 +1047,21 @@ dps_status dps_config_set_backoff_ms(struct dps_config *config,
 DPS_NODISCARD
 dps_status dps_config_set_poll_interval_ms(struct dps_config *config,
                                            uint32_t interval_ms);
+
+/**
+ * Limits polls of one operation to `max_polls` per sliding window of
+ * `window_ms` (default 5 per 10000 ms, DPS's documented per-device limit).
+ * `Retry-After` is honoured exactly, 0 included, while the window has room;
+ * then the next poll waits for a free slot (or the registration ends with
+ * `DPS_ERR_DEADLINE_EXCEEDED` when that slot is past the deadline).
+ *
+ * Returns `DPS_OK`, `DPS_ERR_NULL_ARGUMENT` or `DPS_ERR_INVALID_ARGUMENT`
+ * (`max_polls` or `window_ms` 0). Not thread-safe on the same config.
+ */
+DPS_NODISCARD
+dps_status dps_config_set_poll_rate(struct dps_config *config,
+                                    uint32_t max_polls,
+                                    uint32_t window_ms);
 
 /**
  * Caps the `Retry-After` the client honours, in milliseconds (default

@@ -22,6 +22,26 @@ pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 pub const DEFAULT_SAS_TTL: Duration = Duration::from_secs(3600);
 /// Poll interval when DPS sends no `Retry-After` (the SDKs' common 2 s).
 pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(2);
+/// At most this many polls of one operation per [`PollRate::window`]: DPS documents 5 polls
+/// per 10 s per device (PROTOCOL.md 3.5). Polls follow `Retry-After` exactly until the budget
+/// of the window is spent, then wait for the window to free a slot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PollRate {
+    /// Polls allowed within one window.
+    pub max_polls: u32,
+    /// The sliding window.
+    pub window: Duration,
+}
+
+impl Default for PollRate {
+    fn default() -> Self {
+        PollRate {
+            max_polls: 5,
+            window: Duration::from_secs(10),
+        }
+    }
+}
+
 /// Largest `Retry-After` honoured as given; longer ones are capped.
 pub const DEFAULT_MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
 
@@ -54,6 +74,7 @@ pub struct ConfigBuilder {
     sas_ttl: Duration,
     poll_interval: Duration,
     max_retry_after: Duration,
+    poll_rate: PollRate,
     backoff: Backoff,
     user_agent_suffix: Option<String>,
 }
@@ -104,6 +125,7 @@ impl ConfigBuilder {
             sas_ttl: DEFAULT_SAS_TTL,
             poll_interval: DEFAULT_POLL_INTERVAL,
             max_retry_after: DEFAULT_MAX_RETRY_AFTER,
+            poll_rate: PollRate::default(),
             backoff: Backoff::default(),
             user_agent_suffix: None,
         })
@@ -268,6 +290,20 @@ impl ConfigBuilder {
         Ok(self)
     }
 
+    /// Limits the polls of one operation to `max_polls` per sliding `window` (default 5 per
+    /// 10 s, DPS's documented per-device limit). `Retry-After` is honoured exactly, 0
+    /// included, until the window's budget is spent; further polls wait for a free slot.
+    pub fn poll_rate(&mut self, max_polls: u32, window: Duration) -> Result<&mut Self> {
+        if max_polls == 0 || window.is_zero() {
+            return Err(Error::new(
+                ErrorKind::InvalidArgument,
+                "the poll rate needs at least 1 poll per window and a window longer than 0",
+            ));
+        }
+        self.poll_rate = PollRate { max_polls, window };
+        Ok(self)
+    }
+
     /// Caps the `Retry-After` honoured (default 300 s).
     pub fn max_retry_after(&mut self, d: Duration) -> &mut Self {
         self.max_retry_after = d;
@@ -371,6 +407,7 @@ impl ConfigBuilder {
             sas_ttl: self.sas_ttl,
             poll_interval: self.poll_interval,
             max_retry_after: self.max_retry_after,
+            poll_rate: self.poll_rate,
             backoff: self.backoff,
             user_agent,
         })
@@ -413,6 +450,7 @@ pub struct Config {
     pub(crate) sas_ttl: Duration,
     pub(crate) poll_interval: Duration,
     pub(crate) max_retry_after: Duration,
+    pub(crate) poll_rate: PollRate,
     pub(crate) backoff: Backoff,
     pub(crate) user_agent: String,
 }

@@ -113,6 +113,12 @@ status_table! {
     /// An external key (signing or HMAC callback, PKCS#11 token, TPM) failed or returned an
     /// unusable result.
     SignerFailed = 209, Credential, "the external signer (callback, token or TPM) failed";
+    /// The PKCS#11 PIN is missing, wrong or locked.
+    Pkcs11Pin = 210, Credential, "the PKCS#11 PIN is missing, wrong or locked";
+    /// The PKCS#11 URI matches no usable object or token, or more than one.
+    Pkcs11Object = 211, Credential, "the PKCS#11 URI matches no usable object, or several";
+    /// The PKCS#11 module is missing, is not a PKCS#11 module, or failed to initialise.
+    Pkcs11Module = 212, Credential, "the PKCS#11 module is missing or unusable";
     /// A TPM command failed, the TPM is unreachable, or a key it should hold is missing (the
     /// message names the command and the TPM response code).
     Tpm = 220, Credential, "a TPM command failed or the TPM is unreachable";

@@ -21,6 +21,8 @@ pub mod config;
 pub mod credential;
 pub mod error;
 pub mod ffi;
+#[cfg(feature = "pkcs11")]
+pub mod pkcs11;
 pub(crate) mod protocol;
 pub mod redact;
 pub(crate) mod retry;

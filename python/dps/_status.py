@@ -107,6 +107,14 @@ class Status(enum.IntEnum):
     SIGNER_FAILED = 209
     """An external key (signing or HMAC callback, PKCS#11 token, TPM) failed or returned an unusable result."""
 
+    PKCS11_PIN = 210
+    """The PKCS#11 PIN is missing, wrong or locked."""
+
+    PKCS11_OBJECT = 211
+    """The PKCS#11 URI matches no usable object or token, or more than one."""
+
+    PKCS11_MODULE = 212
+    """The PKCS#11 module is missing, is not a PKCS#11 module, or failed to initialise."""
     TPM = 220
     """A TPM command failed, the TPM is unreachable, or a key it should hold is missing."""
 

@@ -277,9 +277,12 @@ pub unsafe extern "C" fn dps_client_lookup(
 
 /// Cancels the registration or lookup in progress on `client`: a blocking
 /// call returns `DPS_ERR_CANCELLED` promptly (a wait is interrupted and the
-/// socket is shut down); with the step API, the next step returns it. The
-/// client stays usable. Safe from any thread, including a signal-free
-/// watchdog thread, and from the status callback. NULL is ignored.
+/// socket is shut down); with the step API, the next step returns it. A
+/// cancel made while nothing is in progress is kept: the next driving call
+/// returns `DPS_ERR_CANCELLED` at once, without sending anything (a watchdog
+/// racing the start of a registration never loses its cancel). Each cancel
+/// ends one operation; the client stays usable. Safe from any thread, including a signal-free
+/// watchdog thread, and from any callback. NULL is ignored.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn dps_client_cancel(client: *const dps_client) {
     guard((), || {

@@ -605,6 +605,27 @@ pub unsafe extern "C" fn dps_config_set_poll_interval_ms(
     })
 }
 
+/// Limits polls of one operation to `max_polls` per sliding window of
+/// `window_ms` (default 5 per 10000 ms, DPS's documented per-device limit).
+/// `Retry-After` is honoured exactly, 0 included, while the window has room;
+/// then the next poll waits for a free slot (or the registration ends with
+/// `DPS_ERR_DEADLINE_EXCEEDED` when that slot is past the deadline).
+///
+/// Returns `DPS_OK`, `DPS_ERR_NULL_ARGUMENT` or `DPS_ERR_INVALID_ARGUMENT`
+/// (`max_polls` or `window_ms` 0). Not thread-safe on the same config.
+#[unsafe(no_mangle)]
+#[must_use]
+pub unsafe extern "C" fn dps_config_set_poll_rate(
+    config: *mut dps_config,
+    max_polls: u32,
+    window_ms: u32,
+) -> dps_status {
+    with_config(config, |b| {
+        b.poll_rate(max_polls, Duration::from_millis(window_ms.into()))
+            .map(drop)
+    })
+}
+
 /// Caps the `Retry-After` the client honours, in milliseconds (default
 /// 300000): a longer one is shortened to this. The registration deadline
 /// still applies. Returns `DPS_OK` or `DPS_ERR_NULL_ARGUMENT`.

@@ -59,6 +59,12 @@ pub const DPS_ERR_INVALID_TRUST_ANCHOR: dps_status = 207;
 pub const DPS_ERR_FILE_READ: dps_status = 208;
 /// The signing or HMAC callback (or PKCS#11 token, or TPM) failed or returned an unusable result.
 pub const DPS_ERR_SIGNER_FAILED: dps_status = 209;
+/// The PKCS#11 PIN is missing, wrong or locked.
+pub const DPS_ERR_PKCS11_PIN: dps_status = 210;
+/// The PKCS#11 URI matches no usable object or token, or more than one.
+pub const DPS_ERR_PKCS11_OBJECT: dps_status = 211;
+/// The PKCS#11 module is missing, is not a PKCS#11 module, or failed to initialise.
+pub const DPS_ERR_PKCS11_MODULE: dps_status = 212;
 /// A TPM command failed, the TPM is unreachable, or a key it should hold is missing; the
 /// message names the command and the TPM response code.
 pub const DPS_ERR_TPM: dps_status = 220;

@@ -286,6 +286,45 @@ pub fn client_config(
     Ok(Arc::new(cfg))
 }
 
+/// Classifies a rustls error so callers can tell who is at fault.
+pub(crate) fn tls_error(e: &rustls::Error, host: &str) -> Error {
+    use rustls::{AlertDescription as A, CertificateError as C};
+    if let rustls::Error::Other(other) = e {
+        if let Some(f) = other
+            .0
+            .downcast_ref::<crate::credential::x509::SignerFailure>()
+        {
+            return f.0.clone();
+        }
+    }
+    match e {
+        rustls::Error::InvalidCertificate(
+            C::NotValidForName | C::NotValidForNameContext { .. },
+        ) => Error::new(
+            ErrorKind::TlsServerNameMismatch,
+            format!("the server certificate is not valid for {host}: {e}"),
+        ),
+        rustls::Error::InvalidCertificate(_) => Error::new(
+            ErrorKind::TlsServerUntrusted,
+            format!("the server certificate for {host} is not trusted: {e}"),
+        ),
+        rustls::Error::AlertReceived(
+            A::BadCertificate
+            | A::CertificateRequired
+            | A::UnknownCA
+            | A::CertificateUnknown
+            | A::UnsupportedCertificate
+            | A::CertificateRevoked
+            | A::CertificateExpired
+            | A::AccessDenied,
+        ) => Error::new(
+            ErrorKind::TlsClientCertRejected,
+            format!("the server rejected the client certificate: {e}"),
+        ),
+        _ => Error::new(ErrorKind::Tls, format!("TLS failure with {host}: {e}")),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

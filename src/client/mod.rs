@@ -1,20 +1,35 @@
 //! The registration state machine: PUT register, then GET the operation until
-//! it ends, with retries, a deadline and cancellation. [`Client::step`] does at
-//! most one HTTP exchange and says how long to wait; [`Client::register`] is a
-//! loop over it.
+//! it ends, with retries, a deadline and cancellation; the status lookup (POST)
+//! runs on the same machinery. [`Client::step`] does at most one HTTP exchange
+//! and says how long to wait; [`Client::register`] and [`Client::lookup`] are
+//! loops over it.
+//!
+//! The phases: `Register` (PUT) -> [challenge: a credential that answers a 401 to the PUT,
+//! such as TPM attestation, gets one round trip, then the PUT again] -> `Poll` (GET)* -> done;
+//! or `Lookup` (POST) -> done. Every credential-specific decision is asked of the
+//! [`Credential`]; the network and the clock come through the [`exchange`] traits.
+
+mod answers;
+mod exchange;
+mod pacing;
+#[cfg(test)]
+mod tests;
 
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
-
-use zeroize::Zeroizing;
+use std::time::{Duration, Instant};
 
 use crate::config::Config;
-use crate::credential::{Credential, TokenCache};
+use crate::credential::TokenCache;
 use crate::error::{Error, ErrorKind, Result};
 use crate::protocol::wire::{self, Registration, RegistrationStatus};
 use crate::protocol::{self};
 use crate::retry;
 use crate::transport::{CancelToken, Request, Response, Stats, Transport};
+use exchange::{Clock, Exchange, SystemClock};
+use pacing::PollPacer;
+
+pub use answers::{connection_string, iot_hub_sas_token};
+use answers::{deadline_from, parse_json, service_error, with_http};
 
 /// What [`Client::step`] asks of its caller.
 // Returned once per call and moved straight out: boxing would only add an allocation.
@@ -53,10 +68,14 @@ pub enum Event {
 /// Receives [`Event`]s on the thread that drives the client.
 pub type Observer = Box<dyn FnMut(Event) + Send>;
 
-#[derive(Debug)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum Phase {
+    /// PUT the registration.
     Register,
+    /// GET the operation.
     Poll(String),
+    /// POST the status lookup.
+    Lookup,
 }
 
 #[derive(Debug)]
@@ -75,7 +94,7 @@ enum Outcome {
     Done(Registration),
     Poll {
         operation_id: String,
-        retry_after: Option<Duration>,
+        retry_after: Option<std::time::Duration>,
     },
     Retry {
         retry_after: Option<Duration>,
@@ -91,9 +110,11 @@ enum Outcome {
 /// from any thread.
 pub struct Client {
     config: Arc<Config>,
-    transport: Transport,
+    net: Box<dyn Exchange>,
+    clock: Box<dyn Clock>,
     cancel: Arc<CancelToken>,
     tokens: TokenCache,
+    pacer: PollPacer,
     run: Option<Run>,
     last_error: Option<Error>,
     observer: Option<Observer>,
@@ -117,9 +138,20 @@ impl Client {
             config.user_agent.clone(),
             cancel.clone(),
         );
+        Self::with_parts(config, Box::new(transport), Box::new(SystemClock), cancel)
+    }
+
+    fn with_parts(
+        config: Arc<Config>,
+        net: Box<dyn Exchange>,
+        clock: Box<dyn Clock>,
+        cancel: Arc<CancelToken>,
+    ) -> Client {
         Client {
+            pacer: PollPacer::new(config.poll_rate),
             config,
-            transport,
+            net,
+            clock,
             cancel,
             tokens: TokenCache::default(),
             run: None,
@@ -133,7 +165,9 @@ impl Client {
         &self.config
     }
 
-    /// A handle that cancels the registration in progress from any thread.
+    /// A handle that cancels the registration in progress from any thread. A cancel that
+    /// arrives while no registration or lookup is in progress is kept: the next one ends at
+    /// once with [`ErrorKind::Cancelled`]. Each cancel ends one operation.
     pub fn cancel_token(&self) -> Arc<CancelToken> {
         self.cancel.clone()
     }
@@ -150,7 +184,7 @@ impl Client {
 
     /// Connection counters since the client was created.
     pub fn stats(&self) -> Stats {
-        self.transport.stats()
+        self.net.stats()
     }
 
     /// Whether a registration is in progress (started by `step` and not finished).
@@ -162,13 +196,25 @@ impl Client {
     /// deadline passes or the registration is cancelled.
     pub fn register(&mut self) -> Result<Registration> {
         self.run = None;
+        self.run_to_end(Phase::Register)
+    }
+
+    /// Looks up the device's current registration (POST, not billable) without
+    /// re-registering, with the retries, deadline and cancellation of a registration. The
+    /// result may have status `failed` or `disabled`.
+    pub fn lookup(&mut self) -> Result<Registration> {
+        self.run = None;
+        self.run_to_end(Phase::Lookup)
+    }
+
+    fn run_to_end(&mut self, first: Phase) -> Result<Registration> {
         loop {
-            match self.step()? {
+            match self.advance(first.clone())? {
                 Step::Done(r) => return Ok(r),
                 Step::Pending(wait) => {
-                    if !wait.is_zero() && self.cancel.wait(wait) {
-                        // The next step sees the flag and ends the run.
-                        continue;
+                    // A cancel during the wait ends it; the next step sees the flag.
+                    if !wait.is_zero() {
+                        self.clock.wait(wait, &self.cancel);
                     }
                 }
             }
@@ -178,12 +224,17 @@ impl Client {
     /// Advances the registration by at most one HTTP exchange. Starts a new
     /// registration when none is in progress. Never sleeps.
     pub fn step(&mut self) -> Result<Step> {
-        let now = Instant::now();
+        self.advance(Phase::Register)
+    }
+
+    /// One step of the run in progress, or of a new one starting at `first`.
+    fn advance(&mut self, first: Phase) -> Result<Step> {
+        let now = self.clock.now();
         if self.run.is_none() {
-            self.cancel.reset();
             self.last_error = None;
+            self.pacer.reset();
             self.run = Some(Run {
-                phase: Phase::Register,
+                phase: first,
                 deadline: now + self.config.deadline,
                 next_at: now,
                 attempt: 0,
@@ -192,21 +243,23 @@ impl Client {
                 last_failure: None,
             });
         }
-        let (deadline, next_at, registering) = match &self.run {
-            Some(r) => (r.deadline, r.next_at, matches!(r.phase, Phase::Register)),
-            None => {
-                return Err(Error::new(
-                    ErrorKind::Internal,
-                    "no registration in progress",
-                ));
-            }
+        let Some(run) = &self.run else {
+            return Err(Error::new(ErrorKind::Internal, "no run in progress"));
         };
+        let (deadline, next_at, phase) = (run.deadline, run.next_at, run.phase.clone());
         if self.cancel.is_cancelled() {
-            // The cancel shut the socket down: do not keep it for the next run.
-            self.transport.close();
+            // The cancel is consumed by the operation it ends. It shut the socket down: do not
+            // keep the connection for the next run.
+            self.cancel.reset();
+            self.net.close();
+            let what = if phase == Phase::Lookup {
+                "lookup"
+            } else {
+                "registration"
+            };
             return Err(self.finish(Error::new(
                 ErrorKind::Cancelled,
-                "the registration was cancelled",
+                format!("the {what} was cancelled"),
             )));
         }
         if now >= deadline {
@@ -219,62 +272,13 @@ impl Client {
             return Ok(Step::Pending(next_at - now));
         }
         let until = (now + self.config.request_timeout).min(deadline);
-        if registering {
-            self.notify(Event::Registering);
+        match phase {
+            Phase::Register => self.notify(Event::Registering),
+            Phase::Poll(_) => self.pacer.record(now),
+            Phase::Lookup => {}
         }
-        let outcome = self.exchange(until);
+        let outcome = self.exchange(&phase, until);
         self.apply(outcome)
-    }
-
-    /// Looks up the device's current registration (POST, not billable) without
-    /// re-registering. Retries transient failures within the deadline.
-    pub fn lookup(&mut self) -> Result<Registration> {
-        self.cancel.reset();
-        self.last_error = None;
-        let deadline = Instant::now() + self.config.deadline;
-        let path = protocol::lookup_path(
-            &self.config.id_scope,
-            &self.config.registration_id,
-            &self.config.api_version,
-        );
-        let body = wire::request_body(&self.config.registration_id, None);
-        let mut attempt = 0;
-        loop {
-            let now = Instant::now();
-            let until = (now + self.config.request_timeout).min(deadline);
-            let result = self.send("POST", &path, Some(body.as_bytes()), until);
-            let cause = match result {
-                Ok(resp) if resp.status == 200 => {
-                    return check_json(&resp)
-                        .and_then(|_| wire::parse_registration(&resp.body))
-                        .map_err(|e| self.fail_plain(with_http(e, &resp)));
-                }
-                Ok(resp) if retry::is_transient_status(resp.status) => {
-                    let ra = self.retry_after(&resp);
-                    (service_error(&resp), ra)
-                }
-                Ok(resp) => return Err(self.fail_plain(service_error(&resp))),
-                Err(e) if e.retriable && !self.cancel.is_cancelled() => (e, None),
-                Err(e) => return Err(self.fail_plain(e)),
-            };
-            let remaining = deadline.saturating_duration_since(Instant::now());
-            let decision = self
-                .policy()
-                .retry(cause.1, attempt, retry::random_jitter(), remaining);
-            attempt += 1;
-            let wait = match decision {
-                retry::Decision::Wait(w) => w,
-                retry::Decision::GiveUp(wait) => {
-                    return Err(self.fail_plain(deadline_from(cause.0, wait)));
-                }
-            };
-            if self.cancel.wait(wait) {
-                self.transport.close();
-                return Err(
-                    self.fail_plain(Error::new(ErrorKind::Cancelled, "the lookup was cancelled"))
-                );
-            }
-        }
     }
 
     fn policy(&self) -> retry::Policy {
@@ -283,11 +287,6 @@ impl Client {
             poll_interval: self.config.poll_interval,
             max_retry_after: self.config.max_retry_after,
         }
-    }
-
-    fn fail_plain(&mut self, e: Error) -> Error {
-        self.last_error = Some(e.clone());
-        e
     }
 
     fn finish(&mut self, e: Error) -> Error {
@@ -331,7 +330,7 @@ impl Client {
     fn retry_after(&self, resp: &Response) -> Option<Duration> {
         resp.retry_after
             .as_deref()
-            .and_then(|v| retry::parse_retry_after(v, SystemTime::now()))
+            .and_then(|v| retry::parse_retry_after(v, self.clock.wall()))
     }
 
     fn send(
@@ -346,7 +345,7 @@ impl Client {
             &self.config.id_scope,
             &self.config.registration_id,
             self.config.sas_ttl,
-            SystemTime::now(),
+            self.clock.wall(),
         )?;
         let req = Request {
             method,
@@ -354,23 +353,23 @@ impl Client {
             authorization: token.as_deref().map(String::as_str),
             body,
         };
-        let started = Instant::now();
-        let result = self.transport.send(&req, until);
+        let started = self.clock.now();
+        let result = self.net.send(&req, until);
         match &result {
-            Ok(r) => log::debug!("{method} {path} -> {} in {:?}", r.status, started.elapsed()),
+            Ok(r) => log::debug!(
+                "{method} {path} -> {} in {:?}",
+                r.status,
+                self.clock.now().saturating_duration_since(started)
+            ),
             Err(e) => log::debug!("{method} {path} -> {e}"),
         }
         result
     }
 
-    fn exchange(&mut self, until: Instant) -> Outcome {
+    fn exchange(&mut self, phase: &Phase, until: Instant) -> Outcome {
         let cfg = self.config.clone();
-        let polling = match self.run.as_ref().map(|r| &r.phase) {
-            Some(Phase::Poll(op)) => Some(op.clone()),
-            _ => None,
-        };
-        let result = match &polling {
-            None => {
+        let result = match phase {
+            Phase::Register => {
                 let path = protocol::register_path(
                     &cfg.id_scope,
                     &cfg.registration_id,
@@ -380,7 +379,7 @@ impl Client {
                 let body = wire::request_body(&cfg.registration_id, cfg.payload_json.as_deref());
                 self.send("PUT", &path, Some(body.as_bytes()), until)
             }
-            Some(op) => {
+            Phase::Poll(op) => {
                 let path = protocol::operation_path(
                     &cfg.id_scope,
                     &cfg.registration_id,
@@ -388,6 +387,12 @@ impl Client {
                     &cfg.api_version,
                 );
                 self.send("GET", &path, None, until)
+            }
+            Phase::Lookup => {
+                let path =
+                    protocol::lookup_path(&cfg.id_scope, &cfg.registration_id, &cfg.api_version);
+                let body = wire::request_body(&cfg.registration_id, None);
+                self.send("POST", &path, Some(body.as_bytes()), until)
             }
         };
         let resp = match result {
@@ -406,12 +411,18 @@ impl Client {
             }
             Err(e) => return Outcome::Fail(e),
         };
-        match retry::classify(
-            resp.status,
-            polling.is_some(),
-            cfg.credential.fresh_token_on_401(),
-        ) {
-            retry::Action::Proceed => self.operation_outcome(&resp),
+        let polling = matches!(phase, Phase::Poll(_));
+        match retry::classify(resp.status, polling, cfg.credential.fresh_token_on_401()) {
+            retry::Action::Proceed => match phase {
+                Phase::Lookup => match parse_json(&resp, wire::parse_registration) {
+                    Ok(r) => Outcome::Done(r),
+                    Err(e) => self.unparsable(e, &resp, true),
+                },
+                _ => match parse_json(&resp, wire::parse_operation) {
+                    Ok(op) => self.operation_outcome(op, &resp),
+                    Err(e) => self.unparsable(e, &resp, polling),
+                },
+            },
             retry::Action::Retry => Outcome::Retry {
                 retry_after: self.retry_after(&resp),
                 cause: service_error(&resp),
@@ -423,15 +434,28 @@ impl Client {
                 }
                 Outcome::Restart(service_error(&resp))
             }
+            // The marked place for a challenge round trip: a credential that answers a 401 to
+            // the PUT (TPM attestation, PROTOCOL.md 5.4) turns it into `Restart` here, after
+            // preparing its answer; every other credential fails.
             retry::Action::Fail => Outcome::Fail(service_error(&resp)),
         }
     }
 
-    fn operation_outcome(&self, resp: &Response) -> Outcome {
-        let op = match check_json(resp).and_then(|_| wire::parse_operation(&resp.body)) {
-            Ok(op) => op,
-            Err(e) => return Outcome::Fail(with_http(e, resp)),
-        };
+    /// An answer that is not the JSON DPS sends. A poll and a lookup are safe to repeat
+    /// (`repeatable`): retried like a truncated answer, within the deadline; a PUT fails.
+    fn unparsable(&self, e: Error, resp: &Response, repeatable: bool) -> Outcome {
+        let e = with_http(e, resp);
+        if repeatable {
+            Outcome::Retry {
+                retry_after: self.retry_after(resp),
+                cause: e,
+            }
+        } else {
+            Outcome::Fail(e)
+        }
+    }
+
+    fn operation_outcome(&self, op: wire::Operation, resp: &Response) -> Outcome {
         let tracking = resp.request_id.clone();
         match op.status {
             RegistrationStatus::Assigning | RegistrationStatus::Unassigned => Outcome::Poll {
@@ -476,13 +500,11 @@ impl Client {
     }
 
     fn apply(&mut self, outcome: Outcome) -> Result<Step> {
-        let now = Instant::now();
+        let now = self.clock.now();
         let policy = self.policy();
+        let jitter = retry::random_jitter();
         let Some(run) = self.run.as_mut() else {
-            return Err(Error::new(
-                ErrorKind::Internal,
-                "no registration in progress",
-            ));
+            return Err(Error::new(ErrorKind::Internal, "no run in progress"));
         };
         match outcome {
             Outcome::Done(r) => {
@@ -503,28 +525,40 @@ impl Client {
                 run.phase = Phase::Poll(operation_id);
                 run.attempt = 0;
                 let remaining = run.deadline.saturating_duration_since(now);
-                let wait = match policy.poll(retry_after, remaining) {
+                let asked = match policy.poll(retry_after, remaining) {
                     retry::Decision::Wait(w) => w,
                     retry::Decision::GiveUp(wait) => {
                         let e = Error::new(
-                        ErrorKind::DeadlineExceeded,
-                        format!(
-                            "DPS is still assigning and asked to poll again in {} ms, after the registration deadline",
-                            wait.as_millis()
-                        ),
-                    )
-                    .retriable(true);
+                            ErrorKind::DeadlineExceeded,
+                            format!(
+                                "DPS is still assigning and asked to poll again in {} ms, after the registration deadline",
+                                wait.as_millis()
+                            ),
+                        )
+                        .retriable(true);
                         return Err(self.finish(e));
                     }
                 };
+                // Retry-After as asked while the poll budget lasts, then paced.
+                let wait = asked + self.pacer.extra(now + asked);
+                if wait >= remaining {
+                    let e = Error::new(
+                        ErrorKind::DeadlineExceeded,
+                        format!(
+                            "DPS is still assigning; the next poll allowed by the poll rate ({} per {:?}) is after the registration deadline",
+                            self.config.poll_rate.max_polls, self.config.poll_rate.window
+                        ),
+                    )
+                    .retriable(true);
+                    return Err(self.finish(e));
+                }
                 run.next_at = now + wait;
                 self.notify(Event::Assigning { wait });
                 Ok(Step::Pending(wait))
             }
             Outcome::Retry { retry_after, cause } => {
                 let remaining = run.deadline.saturating_duration_since(now);
-                let decision =
-                    policy.retry(retry_after, run.attempt, retry::random_jitter(), remaining);
+                let decision = policy.retry(retry_after, run.attempt, jitter, remaining);
                 run.attempt = run.attempt.saturating_add(1);
                 let wait = match decision {
                     retry::Decision::Wait(w) => w,
@@ -558,126 +592,5 @@ impl Client {
             }
             Outcome::Fail(e) => Err(self.finish(e)),
         }
-    }
-}
-
-fn deadline_from(cause: Error, wait: Duration) -> Error {
-    let mut e = Error::new(
-        ErrorKind::DeadlineExceeded,
-        format!(
-            "giving up: the next retry (in {} ms) would pass the deadline; last failure: {}",
-            wait.as_millis(),
-            cause.message
-        ),
-    );
-    e.http_status = cause.http_status;
-    e.dps_error_code = cause.dps_error_code;
-    e.tracking_id = cause.tracking_id;
-    e.cause = Some(cause.kind);
-    e.retriable = true;
-    e
-}
-
-fn check_json(resp: &Response) -> Result<()> {
-    let ct = resp.content_type.as_deref().unwrap_or("");
-    if !ct
-        .trim_start()
-        .to_ascii_lowercase()
-        .starts_with("application/json")
-    {
-        return Err(Error::new(
-            ErrorKind::MalformedResponse,
-            format!(
-                "DPS answered with content type {:?}, not JSON",
-                ct.chars().take(64).collect::<String>()
-            ),
-        ));
-    }
-    Ok(())
-}
-
-fn with_http(mut e: Error, resp: &Response) -> Error {
-    e.http_status = Some(resp.status);
-    e.tracking_id = resp.request_id.clone();
-    e
-}
-
-/// Builds the error for a non-success HTTP answer from DPS.
-fn service_error(resp: &Response) -> Error {
-    let body = wire::parse_error_body(&resp.body);
-    let kind = match resp.status {
-        400 => ErrorKind::BadRequest,
-        401 => ErrorKind::Unauthorized,
-        403 => ErrorKind::Forbidden,
-        404 => ErrorKind::NotFound,
-        409 => ErrorKind::Conflict,
-        415 => ErrorKind::UnsupportedMediaType,
-        429 => ErrorKind::Throttled,
-        _ => ErrorKind::ServiceError,
-    };
-    let message = body
-        .message
-        .as_deref()
-        .map(|m| m.chars().take(256).collect::<String>());
-    let mut e = Error::new(
-        kind,
-        format!(
-            "DPS answered HTTP {}: {}",
-            resp.status,
-            message.as_deref().unwrap_or(kind.describe())
-        ),
-    );
-    e.http_status = Some(resp.status);
-    e.dps_error_code = body.error_code.or_else(|| {
-        resp.error_code
-            .as_deref()
-            .and_then(|c| c.trim().parse().ok())
-    });
-    e.tracking_id = body.tracking_id.or_else(|| resp.request_id.clone());
-    e.retriable = retry::is_transient_status(resp.status);
-    e
-}
-
-/// Formats the IoT Hub connection string the device uses next (see
-/// [`Credential::connection_string`]). The result may hold a secret and is zeroized on drop.
-pub fn connection_string(
-    registration: &Registration,
-    credential: &Credential,
-) -> Result<Zeroizing<String>> {
-    let (hub, dev) = assigned(registration)?;
-    credential.connection_string(hub, dev)
-}
-
-/// The IoT Hub SAS token for the assigned hub and device of `registration`, valid until
-/// `expiry_unix`, signed with `credential`'s symmetric key wherever it lives. X.509 devices
-/// authenticate to the hub with their certificate: [`ErrorKind::Unsupported`].
-pub fn iot_hub_sas_token(
-    registration: &Registration,
-    credential: &Credential,
-    expiry_unix: u64,
-) -> Result<Zeroizing<String>> {
-    let (hub, dev) = assigned(registration)?;
-    let key = credential.symmetric_key().ok_or_else(|| {
-        Error::new(
-            ErrorKind::Unsupported,
-            "an X.509 device authenticates to IoT Hub with its certificate, not a SAS token",
-        )
-    })?;
-    key.iot_hub_sas_token(hub, dev, expiry_unix)
-}
-
-/// The assigned hub and device ID, both non-empty.
-fn assigned(registration: &Registration) -> Result<(&str, &str)> {
-    let hub = registration
-        .assigned_hub
-        .as_deref()
-        .filter(|s| !s.is_empty());
-    let dev = registration.device_id.as_deref().filter(|s| !s.is_empty());
-    match (hub, dev) {
-        (Some(hub), Some(dev)) => Ok((hub, dev)),
-        _ => Err(Error::new(
-            ErrorKind::InvalidState,
-            "the registration has no assigned hub or device ID",
-        )),
     }
 }
