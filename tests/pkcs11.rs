@@ -2,7 +2,7 @@
 //! generated inside it): signatures checked with ring against the token's public key, HMAC
 //! against a software HMAC, bad input, several threads.
 
-mod common;
+use dps_test_support as common;
 #[path = "pkcs11_support/mod.rs"]
 mod pkcs11_support;
 
@@ -118,7 +118,7 @@ fn rsa_2048_signs_pkcs1_and_pss_and_its_csr_is_accepted_by_a_ca() {
     // The emulator's CA verifies the CSR's signature (made by the token) before issuing.
     let ca = dps_emulator::pki::TestCa::new("pkcs11 test root");
     let chain = ca
-        .sign_csr_der(&csr_der(&s, "rsa-device"), "rsa-device")
+        .sign_csr_der(&csr_der(&s, "rsa-device"), "rsa-device", &issue_any())
         .unwrap();
     let spki = s.public_key().unwrap().spki_der();
     assert!(chain[0].windows(spki.len()).any(|w| w == spki.as_slice()));
@@ -131,7 +131,7 @@ fn ec_csr_signed_by_the_token_is_accepted_by_a_ca() {
     let s = signer(&t.uri("k")).unwrap();
     let ca = dps_emulator::pki::TestCa::new("pkcs11 test root");
     let chain = ca
-        .sign_csr_der(&csr_der(&s, "ec-device"), "ec-device")
+        .sign_csr_der(&csr_der(&s, "ec-device"), "ec-device", &issue_any())
         .unwrap();
     assert_eq!(chain.len(), 2, "leaf and root");
     // The same as a PEM chain, for a group enrollment; it parses back to the CA's chain.
@@ -146,7 +146,7 @@ fn ec_csr_signed_by_the_token_is_accepted_by_a_ca() {
     let mut bad = csr_der(&s, "ec-device");
     let n = bad.len();
     bad[n - 3] ^= 0x01;
-    assert!(ca.sign_csr_der(&bad, "ec-device").is_err());
+    assert!(ca.sign_csr_der(&bad, "ec-device", &issue_any()).is_err());
 }
 
 #[test]
@@ -372,7 +372,7 @@ fn token_keys_authenticate_registrations_over_mutual_tls() {
     let (_, ec_der) = self_signed_certificate(&ec, "hsm-ec");
     let ca = dps_emulator::pki::TestCa::new("hsm group root");
     let rsa_chain = ca
-        .sign_csr_der(&csr_der(&rsa, "hsm-rsa"), "hsm-rsa")
+        .sign_csr_der(&csr_der(&rsa, "hsm-rsa"), "hsm-rsa", &issue_any())
         .unwrap();
     let thumb = |der: &[u8]| {
         ring::digest::digest(&ring::digest::SHA256, der)

@@ -4,7 +4,7 @@
 //! function: the fixture's processes and the module's environment are per process, and they
 //! are stopped when it returns (or panics).
 
-mod common;
+use dps_test_support as common;
 #[path = "pkcs11_support/mod.rs"]
 mod pkcs11_support;
 
@@ -71,7 +71,7 @@ fn tpm2_pkcs11_ec_rsa_and_hmac_keys_generated_in_a_software_tpm() {
     let spki = public.spki_der();
     assert!(der.windows(spki.len()).any(|w| w == spki.as_slice()));
     let ca = dps_emulator::pki::TestCa::new("tpm test root");
-    ca.sign_csr_der(&csr_der(&ec, "tpm-device"), "tpm-device")
+    ca.sign_csr_der(&csr_der(&ec, "tpm-device"), "tpm-device", &issue_any())
         .unwrap();
     let ec = Arc::new(ec);
     // The TPM key registers through the library (X509Credential::from_signer checks one

@@ -181,7 +181,7 @@ pub fn ca_issued_chain_pem(
 ) -> String {
     use base64::Engine as _;
     let chain = ca
-        .sign_csr_der(&csr_der(signer, cn), cn)
+        .sign_csr_der(&csr_der(signer, cn), cn, &issue_any())
         .expect("the CA issues a certificate for the token key");
     let mut pem = String::new();
     for der in chain {
@@ -336,4 +336,15 @@ pub fn register_over_mutual_tls(
         head.lines().next().unwrap_or_default().to_string(),
         body.to_string(),
     ))
+}
+
+/// Issuance options accepting every key type, with the emulator's default validity.
+pub fn issue_any() -> dps_emulator::pki::IssueOptions<'static> {
+    use dps_emulator::config::CsrKeyType;
+    const ALL: [CsrKeyType; 3] = [CsrKeyType::P256, CsrKeyType::P384, CsrKeyType::Rsa];
+    dps_emulator::pki::IssueOptions {
+        key_types: &ALL,
+        validity_days: None,
+        broken: None,
+    }
 }
