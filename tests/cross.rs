@@ -434,7 +434,7 @@ fn consume(triple: &str, prefix: &Path, work: &Path) -> Vec<(PathBuf, bool)> {
     assert!(
         flags.contains("-ldps")
             && flags.contains("-lpthread")
-            && flags.contains(&format!("-I{}", prefix.join("include").display())),
+            && flags.contains(&format!("-I{}", prefix.display())),
         "{flags}"
     );
     // pkg-config: -ldps picks the shared library; -Bstatic around it picks libdps.a.
