@@ -31,7 +31,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from setuptools import setup
+from setuptools import Distribution, setup
 from setuptools.command.build_py import build_py
 
 HERE = Path(__file__).resolve().parent
@@ -128,4 +128,11 @@ try:
 except ImportError:
     pass
 
-setup(cmdclass=cmdclass)
+class BinaryDistribution(Distribution):
+    """Carries a native library: files go to platlib (what auditwheel requires), not purelib."""
+
+    def has_ext_modules(self) -> bool:
+        return True
+
+
+setup(cmdclass=cmdclass, distclass=BinaryDistribution)
