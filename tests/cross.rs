@@ -10,13 +10,11 @@
 //! `DPS_CROSS_TARGETS` set. Run that way without the artifacts, they fail and
 //! say what is missing.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use common::*;
 use dps_emulator::pki;
+use dps_test_support::*;
 
 const WHY: &str = "needs the ARM cross toolchain and qemu-user: run .ci/cross-test";
 
