@@ -236,7 +236,9 @@ int main(void) {
         .args(flags.split_whitespace())
         .arg("-Wl,--gc-sections");
     check(&mut gcc);
-    check(&mut Command::new(&exe));
+    // `-ldps` picks the shared library when both are installed: its soname
+    // (libdps.so.0.1) is found through the install prefix.
+    check(Command::new(&exe).env("LD_LIBRARY_PATH", prefix.join("lib")));
 }
 
 #[test]
