@@ -159,6 +159,17 @@
 #define DPS_REGISTRATION_DISABLED 4
 
 /**
+ * `dps_config_set_tpm` / `dps_tpm_info` flag: create the EK and SRK from the standard templates
+ * (TCG EK profile RSA-2048, TCG SRK template) and persist them when their handles are empty.
+ */
+#define DPS_TPM_CREATE_MISSING 1
+
+/**
+ * Length of the EK-derived registration ID (lowercase base32 of SHA-256, without padding).
+ */
+#define DPS_TPM_REGISTRATION_ID_LEN 52
+
+/**
  * The TCG default handle of the RSA endorsement key.
  */
 #define DEFAULT_EK_HANDLE 2164326401
@@ -815,7 +826,8 @@ dps_status dps_register(const struct dps_config *config,
  *
  * - `id_scope`: the DPS ID scope (for example `0ne00000001`); copied.
  * - `registration_id`: the device's registration ID; copied. May be NULL when
- *   an X.509 credential is set: the leaf certificate's subject CN is used.
+ *   an X.509 credential is set: the leaf certificate's subject CN is used; or
+ *   with `dps_config_set_tpm`: the ID derived from the EK is used.
  * - `out`: receives the new config on success; free it with `dps_config_free`.
  *
  * Defaults: endpoint `global.azure-devices-provisioning.net:443`,
@@ -1320,6 +1332,71 @@ dps_class dps_status_class(dps_status status);
  * codes give "unknown status". Thread-safe; the string must not be freed.
  */
 const char *dps_status_str(dps_status status);
+
+/**
+ * Authenticates with TPM attestation: opens the TPM now (reading its EK and SRK), and
+ * answers DPS's challenge during each registration (ActivateCredential, Import, EvictControl
+ * of the identity key), signing SAS tokens with TPM2_HMAC. After an `assigned` registration the
+ * identity handle holds the IoT Hub key: `dps_client_iot_hub_sas_token` signs with it;
+ * `dps_client_connection_string` gives `DPS_ERR_UNSUPPORTED` (the key never leaves the TPM).
+ *
+ * - `tcti`: the TPM, as a tpm2-tss TCTI string: `device:/dev/tpmrm0` (NULL: this default),
+ *   `swtpm:host=H,port=P`, `mssim:host=H,port=P`, `tabrmd[:bus_type=session|system]`. Copied.
+ * - `ek_handle`, `srk_handle`, `identity_handle`: persistent handles; 0 for the defaults
+ *   `0x81010001`, `0x81000001`, `0x81000100`. The object at `identity_handle` is replaced
+ *   by each registration.
+ * - `flags`: 0, or `DPS_TPM_CREATE_MISSING`.
+ *
+ * When the config has no registration ID (NULL in `dps_config_new`), the one derived from the
+ * EK is used. Replaces any previous credential.
+ *
+ * Returns `DPS_OK`, `DPS_ERR_NULL_ARGUMENT`, `DPS_ERR_INVALID_UTF8`,
+ * `DPS_ERR_INVALID_ARGUMENT` (a malformed TCTI, a non-persistent or repeated handle, unknown
+ * flags), `DPS_ERR_TPM` (the TPM is unreachable, or the EK/SRK is missing without
+ * `DPS_TPM_CREATE_MISSING`; the message carries the TPM response code),
+ * `DPS_ERR_DEADLINE_EXCEEDED` (no answer within 60 s) or `DPS_ERR_UNSUPPORTED` (built without
+ * the `tpm` feature); the message is in `dps_config_last_error`. Blocks while the TPM
+ * answers. Not thread-safe on the same config.
+ */
+DPS_NODISCARD
+dps_status dps_config_set_tpm(struct dps_config *config,
+                              const char *tcti,
+                              uint32_t ek_handle,
+                              uint32_t srk_handle,
+                              uint32_t identity_handle,
+                              uint32_t flags);
+
+/**
+ * Reads what an Azure portal individual enrollment ("Trusted Platform Module (TPM)") takes:
+ * the EK-derived registration ID and the endorsement key (base64 of the EK's TPM2B_PUBLIC).
+ *
+ * - `tcti`, `ek_handle`, `srk_handle`, `flags`: as in `dps_config_set_tpm` (the SRK is read
+ *   too, and created with `DPS_TPM_CREATE_MISSING`, so the TPM is ready to register).
+ * - `registration_id`, `registration_id_cap`: receives the 52-character ID and a NUL (53
+ *   bytes, `DPS_TPM_REGISTRATION_ID_LEN + 1`).
+ * - `endorsement_key`, `endorsement_key_cap`: receives the base64 EK and a NUL (about 420
+ *   characters for an RSA-2048 EK).
+ * - `endorsement_key_len`: if not NULL, receives the base64 EK's length (without the NUL), also
+ *   when a buffer is too small.
+ * - `error_out`: may be NULL; on failure, receives the error detail (free with
+ *   `dps_error_free`).
+ *
+ * Returns `DPS_OK`, `DPS_ERR_NULL_ARGUMENT` (a buffer is NULL), `DPS_ERR_BUFFER_TOO_SMALL`,
+ * `DPS_ERR_INVALID_UTF8`, `DPS_ERR_INVALID_ARGUMENT`, `DPS_ERR_TPM`,
+ * `DPS_ERR_DEADLINE_EXCEEDED` or `DPS_ERR_UNSUPPORTED` (built without the `tpm` feature).
+ * Blocks while the TPM answers. Thread-safe.
+ */
+DPS_NODISCARD
+dps_status dps_tpm_info(const char *tcti,
+                        uint32_t ek_handle,
+                        uint32_t srk_handle,
+                        uint32_t flags,
+                        char *registration_id,
+                        size_t registration_id_cap,
+                        char *endorsement_key,
+                        size_t endorsement_key_cap,
+                        size_t *endorsement_key_len,
+                        struct dps_error **error_out);
 
 #ifdef __cplusplus
 }  // extern "C"

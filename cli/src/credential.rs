@@ -12,14 +12,22 @@ use crate::inputs::{read_file, secret};
 
 /// Checks the credential options and puts the credential into `b`.
 pub fn apply(p: &Parsed, b: &mut ConfigBuilder) -> Res<()> {
-    let creds: Vec<&str> = ["--symmetric-key", "--group-key", "--cert", "--pkcs12"]
-        .into_iter()
-        .filter(|o| p.has(o))
-        .collect();
+    crate::tpm::check_options(p)?;
+    let creds: Vec<&str> = [
+        "--symmetric-key",
+        "--group-key",
+        "--cert",
+        "--pkcs12",
+        "--tpm",
+    ]
+    .into_iter()
+    .filter(|o| p.has(o))
+    .collect();
     match creds.as_slice() {
         [] => {
             return Err(Failure::Usage(
-                "a credential is required: --symmetric-key, --group-key, --cert or --pkcs12".into(),
+                "a credential is required: --symmetric-key, --group-key, --cert, --pkcs12 or --tpm"
+                    .into(),
             ));
         }
         [_] => {}
@@ -39,7 +47,9 @@ pub fn apply(p: &Parsed, b: &mut ConfigBuilder) -> Res<()> {
             return Err(Failure::Usage(format!("{opt} needs {needs}")));
         }
     }
-    if let Some(k) = p.value("--symmetric-key") {
+    if p.has("--tpm") {
+        crate::tpm::apply(p, b)?;
+    } else if let Some(k) = p.value("--symmetric-key") {
         b.symmetric_key(&secret("--symmetric-key", k)?)?;
     } else if let Some(k) = p.value("--group-key") {
         b.group_key(&secret("--group-key", k)?)?;

@@ -21,7 +21,8 @@ Usage: dps register --id-scope SCOPE [--registration-id ID] CREDENTIAL [OPTIONS]
 Device:
   --id-scope SCOPE            DPS ID scope (env DPS_ID_SCOPE)
   --registration-id ID        registration ID (env DPS_REGISTRATION_ID); with X.509 it
-                              defaults to the certificate's subject CN
+                              defaults to the certificate's subject CN, with --tpm to
+                              the EK-derived ID
 Credential (exactly one):
   --symmetric-key KEY         individual enrollment key (base64)
   --group-key KEY             enrollment group key (base64); the device key is derived
@@ -31,6 +32,12 @@ Credential (exactly one):
   --key-password PW           password of an encrypted private key
   --pkcs12 FILE               PKCS#12 (.pfx/.p12) file with chain and key
   --pkcs12-password PW        its password (default: empty)
+  --tpm [TCTI]                TPM attestation (default TCTI device:/dev/tpmrm0, or env
+                              DPS_TPM_TCTI; e.g. swtpm:host=127.0.0.1,port=2321); the
+                              registration ID defaults to the EK-derived one (dps tpm-info)
+  --tpm-handles EK,SRK,ID     persistent handles in hex (0 = default 0x81010001,
+                              0x81000001, 0x81000100; ID is replaced by each registration)
+  --tpm-create-missing        create the EK and SRK from the standard templates if absent
   Secret values (KEY, PW) may be given as VALUE, env:NAME (environment variable),
   @FILE (first line of a file) or - (first line of stdin), to keep them out of `ps`.
 Connection:

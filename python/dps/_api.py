@@ -354,6 +354,29 @@ def derive_device_key(group_key: str, registration_id: str) -> str:
     return buf.raw[: n.value].decode("ascii")
 
 
+def tpm_info(tcti: Optional[str] = None, *, create_missing: bool = False,
+             library: Union[str, "os.PathLike[str]", None] = None) -> Tuple[str, str]:
+    """``(registration_id, endorsement_key)`` of the TPM at ``tcti`` (default
+    ``device:/dev/tpmrm0``): the EK-derived registration ID and the base64 EK
+    TPM2B_PUBLIC an Azure portal TPM enrollment takes. ``create_missing`` creates
+    the EK and SRK from the standard templates when absent. Needs a ``libdps``
+    built with the ``tpm`` feature (else :class:`~dps.UsageError`, UNSUPPORTED).
+    """
+    lib = _lib(library)
+    rid = ctypes.create_string_buffer(64)
+    ek = ctypes.create_string_buffer(4096)
+    n = c_size_t(0)
+    err = _native.ErrorP()
+    st = lib.dps_tpm_info(_enc(tcti, "tcti"), 0, 0, 1 if create_missing else 0,
+                          rid, len(rid), ek, len(ek), byref(n), byref(err))
+    if st != Status.OK:
+        try:
+            raise _error_from_ptr(lib, st, err)
+        finally:
+            lib.dps_error_free(err)
+    return rid.value.decode("ascii"), ek.raw[: n.value].decode("ascii")
+
+
 # --------------------------------------------------------------------------------------------
 # Configuration
 
@@ -410,8 +433,13 @@ def _configure(
     api_version: Optional[str],
     force_registration: bool,
     user_agent_suffix: Optional[str],
+    tpm: Union[str, bool, None] = None,
+    tpm_handles: Optional[Tuple[int, int, int]] = None,
+    tpm_create_missing: bool = False,
 ) -> None:
     kinds = [n for n, v in (("symmetric_key", symmetric_key), ("group_key", group_key), ("cert", cert), ("pkcs12", pkcs12)) if v is not None]
+    if tpm not in (None, False):
+        kinds.append("tpm")
     if len(kinds) > 1:
         raise UsageError(Status.INVALID_ARGUMENT, f"give one credential, not {' and '.join(kinds)}")
     if not kinds:
@@ -420,7 +448,12 @@ def _configure(
         raise UsageError(Status.INVALID_ARGUMENT, "key is given without cert")
     lib = cfg.lib
 
-    if symmetric_key is not None:
+    if tpm not in (None, False):
+        # tpm=True: the default TCTI (device:/dev/tpmrm0); tpm="swtpm:host=...,port=...".
+        ek_h, srk_h, id_h = tpm_handles or (0, 0, 0)
+        tcti = None if tpm is True else _enc(tpm, "tpm")  # type: ignore[arg-type]
+        cfg.call("dps_config_set_tpm", tcti, ek_h, srk_h, id_h, 1 if tpm_create_missing else 0)
+    elif symmetric_key is not None:
         cfg.call("dps_config_set_symmetric_key", _enc(symmetric_key, "symmetric_key"))
     elif group_key is not None:
         cfg.call("dps_config_set_group_key", _enc(group_key, "group_key"))
@@ -517,8 +550,12 @@ class Client:
       ``key`` may be left out when ``cert`` also holds the key;
     - ``pkcs12`` (+ ``pkcs12_password``): a ``.pfx``/``.p12`` file path or bytes.
 
+    - ``tpm`` (+ ``tpm_handles`` ``(ek, srk, identity)``, 0 for a default, and
+      ``tpm_create_missing``): TPM attestation, ``True`` for the default TCTI
+      ``device:/dev/tpmrm0`` or a TCTI string such as ``"swtpm:host=H,port=P"``.
+
     With an X.509 credential ``registration_id`` may be ``None``: the
-    certificate's subject CN is used.
+    certificate's subject CN is used; with ``tpm``, the EK-derived ID.
 
     Other options: ``payload`` (a dict sent as the custom allocation payload),
     ``endpoint`` (``host`` or ``host:port``; default
@@ -562,6 +599,9 @@ class Client:
         user_agent_suffix: Optional[str] = None,
         on_status: Optional[StatusCallback] = None,
         library: Union[str, "os.PathLike[str]", None] = None,
+        tpm: Union[str, bool, None] = None,
+        tpm_handles: Optional[Tuple[int, int, int]] = None,
+        tpm_create_missing: bool = False,
     ) -> None:
         self._h = _native.ClientP()
         self._lib = _lib(library)
@@ -597,6 +637,9 @@ class Client:
                 api_version=api_version,
                 force_registration=force_registration,
                 user_agent_suffix=user_agent_suffix,
+                tpm=tpm,
+                tpm_handles=tpm_handles,
+                tpm_create_missing=tpm_create_missing,
             )
             err = _native.ErrorP()
             h = _native.ClientP()

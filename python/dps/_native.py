@@ -117,6 +117,12 @@ _SIGNATURES = {
         [ConfigP, POINTER(c_uint8), c_size_t, c_char_p],
     ),
     "dps_config_set_pkcs12_file": (dps_status, [ConfigP, c_char_p, c_char_p]),
+    "dps_config_set_tpm": (dps_status, [ConfigP, c_char_p, c_uint32, c_uint32, c_uint32, c_uint32]),
+    "dps_tpm_info": (
+        dps_status,
+        [c_char_p, c_uint32, c_uint32, c_uint32, POINTER(c_char), c_size_t, POINTER(c_char), c_size_t,
+         POINTER(c_size_t), POINTER(ErrorP)],
+    ),
     "dps_config_set_payload_json": (dps_status, [ConfigP, c_char_p]),
     "dps_config_set_endpoint": (dps_status, [ConfigP, c_char_p]),
     "dps_config_set_api_version": (dps_status, [ConfigP, c_char_p]),

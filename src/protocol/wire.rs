@@ -391,10 +391,21 @@ impl<'de> serde::de::Visitor<'de> for StrictVisitor {
 /// The `DeviceRegistration` request body: `{"registrationId":..., "payload":...}`.
 /// `payload_json` must come from [`normalize_payload`].
 pub fn request_body(registration_id: &str, payload_json: Option<&str>) -> String {
+    register_body(registration_id, payload_json, None)
+}
+
+/// The register body with `extra` members (JSON text `"name":value[,...]`, such as a TPM
+/// credential's `"tpm":{...}`) after `registrationId`.
+pub fn register_body(
+    registration_id: &str,
+    payload_json: Option<&str>,
+    extra: Option<&str>,
+) -> String {
     let id = Value::String(registration_id.to_owned()).to_string();
+    let extra = extra.map(|e| format!(",{e}")).unwrap_or_default();
     match payload_json {
-        Some(p) => format!("{{\"registrationId\":{id},\"payload\":{p}}}"),
-        None => format!("{{\"registrationId\":{id}}}"),
+        Some(p) => format!("{{\"registrationId\":{id}{extra},\"payload\":{p}}}"),
+        None => format!("{{\"registrationId\":{id}{extra}}}"),
     }
 }
 
