@@ -790,8 +790,10 @@ class Client:
 
     def cancel(self) -> None:
         """Cancels the registration or lookup in progress: it raises
-        :class:`~dps.CancelledError` promptly. Safe from any thread and from the
-        status callback."""
+        :class:`~dps.CancelledError` promptly. A cancel made while nothing is in
+        progress is kept and ends the next registration or lookup at once (a
+        watchdog racing the start never loses it); each cancel ends one call.
+        Safe from any thread and from the status callback."""
         with self._handle_lock:
             if self._h:
                 self._lib.dps_client_cancel(self._h)
