@@ -168,6 +168,12 @@ class Token:
         tool = ["pkcs11-tool", "--module", SOFTHSM_MODULE, "--token-label", self.label, "--login", "--pin", PIN]
         _run(*tool, "--keypairgen", "--key-type", "EC:prime256v1", "--id", "01", "--label", "ec")
         _run(*tool, "--keypairgen", "--key-type", "rsa:2048", "--id", "02", "--label", "rsa")
+        # A generic secret generated in the token for SAS (pkcs11-tool cannot import a raw HMAC
+        # key); extractable only so that this test can enroll its value in the emulator.
+        _run(*tool, "--keygen", "--key-type", "GENERIC:32", "--id", "03", "--label", "sas", "--extractable")
+        _run(*tool, "--read-object", "--type", "secrkey", "--id", "03", "-o", str(tmp / "sas.bin"))
+        self.sas_key = base64.b64encode((tmp / "sas.bin").read_bytes()).decode()
+        assert len((tmp / "sas.bin").read_bytes()) == 32
         ca_key = ec.generate_private_key(ec.SECP256R1())
         now = datetime.datetime.now(datetime.timezone.utc)
         ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "py hsm test root")])
@@ -225,6 +231,7 @@ def hsm_emu(tmp_path_factory: pytest.TempPathFactory, token: Token, library: Pat
         # Relative paths in the standard config are relative to its directory.
         EMULATOR_CONFIG.read_text().replace('_file = "', f'_file = "{EMULATOR_CONFIG.parent}/')
         + f'\n[[enrollments]]\ngroup_id = "py-hsm-group"\nattestation = "x509"\nca_pem = """{token.ca_pem}"""\n'
+        + f'\n[[enrollments]]\nregistration_id = "py-hsm-sas"\nattestation = "symmetric_key"\nprimary_key = "{token.sas_key}"\n'
     )
     ca = tmp / "ca.pem"
     proc = subprocess.Popen(
@@ -266,6 +273,12 @@ def test_pkcs11_certificate_from_the_token(token: Token, hsm_emu: Emu) -> None:
     # group's root CA is known to the emulator).
     with dps.Client(SCOPE, pkcs11_uri=token.uri("ec"), pkcs11_module=SOFTHSM_MODULE, pkcs11_pin=PIN, **hsm_emu.opts()) as c:
         assert c.register().device_id == "py-hsm-ec"
+
+
+def test_pkcs11_hmac_key_registers(token: Token, hsm_emu: Emu) -> None:
+    reg = dps.register(SCOPE, "py-hsm-sas", pkcs11_hmac_uri=token.uri("sas"), pkcs11_module=SOFTHSM_MODULE, pkcs11_pin=PIN, **hsm_emu.opts())
+    assert reg.device_id == "py-hsm-sas"
+    assert reg.connection_string is None, "a key not in memory cannot be put in a connection string"
 
 
 def test_pkcs11_errors_never_show_the_pin(token: Token, hsm_emu: Emu) -> None:
