@@ -70,6 +70,16 @@ fn main() {
          #define DPS_VERSION_AT_LEAST(a, b, c) (DPS_VERSION_NUMBER >= (((a) << 16) | ((b) << 8) | (c)))\n",
         (major << 16) | (minor << 8) | patch
     );
+    // The shared library's soname: libdps.so.0.<minor> while the major version is 0 (a minor
+    // release may break the ABI), libdps.so.<major> after; CMake installs the matching links.
+    if env::var("CARGO_CFG_TARGET_OS").is_ok_and(|os| os == "linux") {
+        let soname = if major == 0 {
+            format!("libdps.so.0.{minor}")
+        } else {
+            format!("libdps.so.{major}")
+        };
+        println!("cargo:rustc-cdylib-link-arg=-Wl,-soname,{soname}");
+    }
     let config =
         cbindgen::Config::from_file(crate_dir.join("cbindgen.toml")).expect("cbindgen.toml");
     // with_after_include replaces cbindgen.toml's after_includes: keep both.

@@ -12,8 +12,8 @@ pub fn http_response(data: &[u8]) {
     match dps::__fuzz::parse_response(data) {
         Ok(resp) => {
             assert!(resp.body.len() <= dps::__fuzz::MAX_BODY);
-            let _ = dps::__fuzz::wire::parse_operation(&resp.body);
-            let _ = dps::__fuzz::wire::parse_registration(&resp.body);
+            let _ = dps::__fuzz::wire::parse_operation(&resp.body, "dev");
+            let _ = dps::__fuzz::wire::parse_registration(&resp.body, "dev");
             let _ = dps::__fuzz::wire::parse_error_body(&resp.body);
             if let Some(ra) = resp.retry_after.as_deref() {
                 retry_after(ra.as_bytes());
@@ -26,10 +26,10 @@ pub fn http_response(data: &[u8]) {
 /// DPS JSON bodies (RegistrationOperationStatus, DeviceRegistrationResult,
 /// error details).
 pub fn wire_json(data: &[u8]) {
-    if let Ok(op) = dps::__fuzz::wire::parse_operation(data) {
+    if let Ok(op) = dps::__fuzz::wire::parse_operation(data, "dev") {
         let _ = format!("{op:?}");
     }
-    let _ = dps::__fuzz::wire::parse_registration(data);
+    let _ = dps::__fuzz::wire::parse_registration(data, "dev");
     let _ = dps::__fuzz::wire::parse_error_body(data);
 }
 
@@ -80,4 +80,114 @@ pub fn pem(data: &[u8]) {
 pub fn pkcs12(data: &[u8]) {
     let _ = dps::X509Credential::from_pkcs12(data, "fixture-pass");
     let _ = dps::X509Credential::from_pkcs12(data, "");
+}
+
+/// Validation of server-sent strings (`protocol::validate`): the input after
+/// its first byte is the text; each validator runs on it and must keep its
+/// promises (no control character, bounded, nothing that could add a member
+/// to a connection string or a segment to a request path). The first byte
+/// then picks one string field of an `assigned` answer to put the text in
+/// (and whether the answer goes through `parse_operation` or
+/// `parse_registration`): whatever passes keeps the same promises.
+pub fn server_strings(data: &[u8]) {
+    use dps::__fuzz::validate as v;
+    let (selector, rest) = data.split_first().map_or((0, &[][..]), |(b, r)| (*b, r));
+    let s = String::from_utf8_lossy(rest);
+    let no_control = |t: &str| !t.chars().any(v::is_control);
+    let bounded = |e: &dps::Error| no_control(&e.message) && e.message.chars().count() < 400;
+    match v::host_name(&s) {
+        Ok(()) => {
+            assert!(!s.is_empty() && s.len() <= v::MAX_HOST_LEN, "{s:?}");
+            assert!(
+                s.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-')
+            );
+            assert!(!s.contains("..") && !s.starts_with('.') && !s.ends_with('.'));
+            assert!(
+                s.split('.')
+                    .all(|l| !l.starts_with('-') && !l.ends_with('-'))
+            );
+        }
+        Err(e) => assert!(bounded(&e), "{:?}", e.message),
+    }
+    match v::device_id(&s) {
+        Ok(()) => {
+            assert!(!s.is_empty() && s.len() <= v::MAX_DEVICE_ID_LEN);
+            assert!(s.is_ascii() && no_control(&s) && !s.contains(';') && !s.contains(' '));
+        }
+        Err(e) => assert!(bounded(&e), "{:?}", e.message),
+    }
+    match v::operation_id(&s) {
+        // Needs no encoding in a path segment.
+        Ok(()) => {
+            assert!(s.len() <= v::MAX_OPERATION_ID_LEN && dps::__fuzz::percent_encode(&s) == s)
+        }
+        Err(e) => assert!(bounded(&e), "{:?}", e.message),
+    }
+    match v::text_field("etag", &s) {
+        Ok(()) => assert!(no_control(&s) && s.chars().count() <= v::MAX_FIELD_CHARS),
+        Err(e) => assert!(bounded(&e), "{:?}", e.message),
+    }
+    let m = v::server_message(&s);
+    assert!(no_control(&m) && m.chars().count() <= v::MAX_SERVER_MESSAGE_CHARS + 1);
+    assert_eq!(v::server_message(&m), m, "not idempotent");
+    let (sent, got) = s.split_once('\n').unwrap_or((&s, &s));
+    match v::registration_id(sent, got) {
+        Ok(()) => assert!(sent.eq_ignore_ascii_case(got)),
+        Err(e) => assert!(bounded(&e), "{:?}", e.message),
+    }
+
+    // The text in one field of an answer.
+    const FIELDS: [&str; 7] = [
+        "assignedHub",
+        "deviceId",
+        "registrationId",
+        "substatus",
+        "etag",
+        "errorMessage",
+        "operationId",
+    ];
+    let field = FIELDS[usize::from(selector & 0x7f) % FIELDS.len()];
+    let text = serde_json::Value::String(s.into_owned());
+    let mut state = serde_json::json!({
+        "registrationId": "dev", "assignedHub": "h.azure-devices.net",
+        "deviceId": "dev", "status": "assigned", "etag": "e",
+    });
+    let mut op_id = serde_json::Value::String("5.a.b".into());
+    if field == "operationId" {
+        op_id = text.clone();
+    } else {
+        state[field] = text.clone();
+    }
+    let r = if selector & 0x80 == 0 {
+        let body = serde_json::json!({"operationId": op_id, "status": "assigned",
+            "registrationState": state});
+        dps::__fuzz::wire::parse_operation(body.to_string().as_bytes(), "dev")
+            .map(|o| o.registration)
+    } else {
+        dps::__fuzz::wire::parse_registration(state.to_string().as_bytes(), "dev")
+    };
+    match r {
+        Ok(r) => {
+            let hub = r.assigned_hub.unwrap_or_default();
+            let dev = r.device_id.unwrap_or_default();
+            assert!(!hub.contains(';') && !hub.contains('=') && !dev.contains(';'));
+            for t in [&hub, &dev, &r.substatus.unwrap_or_default()] {
+                assert!(no_control(t));
+            }
+            assert!(no_control(&r.error_message.unwrap_or_default()));
+            assert!(r.operation_id.unwrap_or_default().len() <= v::MAX_OPERATION_ID_LEN);
+        }
+        Err(e) => assert!(bounded(&e), "{:?}", e.message),
+    }
+    if field == "errorMessage" {
+        let eb = dps::__fuzz::wire::parse_error_body(
+            serde_json::json!({"message": text.clone(), "trackingId": text})
+                .to_string()
+                .as_bytes(),
+        );
+        for t in [eb.message, eb.tracking_id].into_iter().flatten() {
+            assert!(no_control(&t) && t.chars().count() <= v::MAX_SERVER_MESSAGE_CHARS + 1);
+        }
+    }
 }

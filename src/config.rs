@@ -12,7 +12,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::protocol::{self, ids, sas, wire};
 use crate::retry::Backoff;
 use crate::transport::tls::{self, DefaultRoots};
-use crate::transport::{Proxy, split_host_port};
+use crate::transport::{Proxy, parse_host_port};
 
 /// Default overall deadline of one registration.
 pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(300);
@@ -177,12 +177,18 @@ impl ConfigBuilder {
         Ok(self)
     }
 
-    /// Sets the DPS endpoint: `host` or `host:port`.
+    /// Sets the DPS endpoint: `host`, `host:port`, `[IPv6]:port` or
+    /// `IPv4:port` (port 443 when absent). The host is checked at once (see
+    /// [`crate::transport::parse_host_port`]); a malformed one is refused with
+    /// [`ErrorKind::InvalidEndpoint`] and a message that shows the accepted forms.
     pub fn endpoint(&mut self, host_port: &str) -> Result<&mut Self> {
-        let (host, port) = split_host_port(host_port, 443).ok_or_else(|| {
+        let (host, port) = parse_host_port(host_port, 443).map_err(|why| {
             Error::new(
                 ErrorKind::InvalidEndpoint,
-                format!("endpoint {host_port:?} is not host or host:port"),
+                format!(
+                    "endpoint {} is not valid: {why}; accepted forms: host, host:port, [::1]:443, 1.2.3.4:443",
+                    echo(host_port)
+                ),
             )
         })?;
         self.host = host;
@@ -198,7 +204,10 @@ impl ConfigBuilder {
         {
             return Err(Error::new(
                 ErrorKind::InvalidArgument,
-                format!("api-version {v:?} is malformed"),
+                format!(
+                    "api-version {} is malformed (1-32 letters, digits and '-')",
+                    echo(v)
+                ),
             ));
         }
         self.api_version = v.to_owned();
@@ -337,7 +346,9 @@ impl ConfigBuilder {
                         return Err(Error::new(
                             ErrorKind::InvalidCertificate,
                             format!(
-                                "the certificate's subject CN {cn:?} differs from the registration ID {id:?}; DPS requires them equal"
+                                "the certificate's subject CN {} differs from the registration ID {}; DPS requires them equal",
+                                echo(&cn),
+                                echo(id)
                             ),
                         ));
                     }
@@ -422,6 +433,38 @@ pub(crate) fn mozilla_unsupported() -> Error {
     )
 }
 
+/// Longest part of a caller's input quoted in an error message.
+pub const MAX_ECHO_CHARS: usize = 128;
+
+/// Quotes a caller's input for an error message: in double quotes, control
+/// characters escaped, cut after [`MAX_ECHO_CHARS`] characters of the
+/// rendering with an ellipsis (and the input's length), so that a message
+/// never grows with the input.
+pub fn echo(s: &str) -> String {
+    let mut out = String::from("\"");
+    let mut n = 0;
+    for c in s.chars() {
+        let escaped = c.is_control() || c == '"' || c == '\\';
+        let width = if escaped {
+            c.escape_default().count()
+        } else {
+            1
+        };
+        if n + width > MAX_ECHO_CHARS {
+            out.push_str(&format!("…\" ({} characters)", s.chars().count()));
+            return out;
+        }
+        if escaped {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+        n += width;
+    }
+    out.push('"');
+    out
+}
+
 fn nonzero(d: Duration, what: &str) -> Result<Duration> {
     if d.is_zero() {
         return Err(Error::new(
@@ -484,5 +527,112 @@ impl Config {
     /// The overall deadline of one registration.
     pub fn deadline(&self) -> Duration {
         self.deadline
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoints_are_checked_when_set() {
+        let mut b = ConfigBuilder::new("0ne00000001").unwrap();
+        for (ok, host, port) in [
+            (
+                "global.azure-devices-provisioning.net",
+                "global.azure-devices-provisioning.net",
+                443,
+            ),
+            ("localhost:8443", "localhost", 8443),
+            ("[::1]:443", "::1", 443),
+            ("[::1]", "::1", 443),
+            ("1.2.3.4:443", "1.2.3.4", 443),
+            ("1.2.3.4", "1.2.3.4", 443),
+        ] {
+            b.endpoint(ok).unwrap();
+            assert_eq!((b.host.as_str(), b.port), (host, port), "{ok}");
+        }
+        for bad in [
+            "localhost:443:1",
+            "::1",
+            "[zz]:1",
+            "localhost:+443",
+            "a..b",
+            "-a.com",
+            "999.1.1.1",
+            "1.2.3",
+            "",
+            "host:0",
+            "host:65536",
+            "a b",
+        ] {
+            let e = b.endpoint(bad).unwrap_err();
+            assert_eq!(e.kind, ErrorKind::InvalidEndpoint, "{bad}");
+            for form in ["host, host:port", "[::1]:443", "1.2.3.4:443"] {
+                assert!(e.message.contains(form), "{bad}: {}", e.message);
+            }
+            assert!(e.message.contains(&format!("{bad:?}")), "{}", e.message);
+        }
+        // A refused endpoint leaves the previous one in place.
+        assert_eq!((b.host.as_str(), b.port), ("1.2.3.4", 443));
+    }
+
+    #[test]
+    fn echoed_input_is_bounded() {
+        let mib = "é\u{1b}".repeat(512 * 1024);
+        assert_eq!(mib.chars().count(), 1024 * 1024);
+        let mut b = ConfigBuilder::new("0ne00000001").unwrap();
+        let errors = [
+            b.endpoint(&mib).unwrap_err(),
+            b.endpoint(&format!("{mib}:1")).unwrap_err(),
+            b.api_version(&mib).unwrap_err(),
+            b.registration_id(&mib).unwrap_err(),
+            ConfigBuilder::new(&mib).unwrap_err(),
+            b.proxy(&mib).unwrap_err(),
+            b.proxy(&format!("http://{mib}")).unwrap_err(),
+            b.symmetric_key(&mib).unwrap_err(),
+            b.group_key(&mib).unwrap_err(),
+            b.payload_json(&mib).unwrap_err(),
+            b.payload_json(&format!("{{\"{mib}\":1,\"{mib}\":2}}"))
+                .unwrap_err(),
+            b.user_agent_suffix(&mib).unwrap_err(),
+            b.add_trusted_roots_pem(mib.as_bytes()).unwrap_err(),
+            X509Credential::from_pem(
+                include_bytes!("../tests/fixtures/x509/p256.cert.pem"),
+                format!("-----BEGIN {mib}-----\nAAAA\n-----END {mib}-----\n").as_bytes(),
+                None,
+            )
+            .unwrap_err()
+            .into(),
+        ];
+        let truncated = format!("-----BEGIN {mib}-----\nAAAA\n");
+        let unterminated_cert = format!("-----BEGIN CERTIFICATE-----\n{}", "QUFB".repeat(300_000));
+        let mut errors = errors.to_vec();
+        for pem in [&truncated, &unterminated_cert] {
+            errors.push(
+                X509Credential::from_pem(pem.as_bytes(), pem.as_bytes(), None)
+                    .unwrap_err()
+                    .into(),
+            );
+            errors.push(
+                X509Credential::from_pem(
+                    include_bytes!("../tests/fixtures/x509/p256.cert.pem"),
+                    pem.as_bytes(),
+                    None,
+                )
+                .unwrap_err()
+                .into(),
+            );
+            errors.push(b.add_trusted_roots_pem(pem.as_bytes()).unwrap_err());
+        }
+        for e in errors {
+            let n = e.message.chars().count();
+            assert!(n <= 400, "{n} characters: {}", &e.message[..200]);
+            assert!(!e.message.chars().any(char::is_control), "{:?}", e.message);
+        }
+        assert_eq!(echo("a\"b\n"), r#""a\"b\n""#);
+        let cut = echo(&"x".repeat(1000));
+        assert_eq!(cut, format!("\"{}…\" (1000 characters)", "x".repeat(128)));
+        assert_eq!(echo(&"x".repeat(128)), format!("\"{}\"", "x".repeat(128)));
     }
 }

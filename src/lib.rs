@@ -34,7 +34,7 @@ pub(crate) mod transport;
 /// Retry-After, keys and tokens, proxy URLs and endpoints. Not a stable API.
 #[doc(hidden)]
 pub mod __fuzz {
-    pub use crate::protocol::{ids, sas, wire};
+    pub use crate::protocol::{ids, percent_encode, sas, validate, wire};
     pub use crate::retry::{parse_http_date, parse_retry_after};
     pub use crate::transport::{MAX_BODY, Proxy, parse_response, split_host_port};
 }

@@ -26,6 +26,8 @@ use support::{ProxyOptions, RawReply, TestProxy};
 const MARGIN: Duration = Duration::from_millis(1500);
 const DEADLINE_MS: u32 = 4000;
 const REQUEST_TIMEOUT_MS: u32 = 1000;
+/// Longest error message or tracking ID a row may surface.
+const MAX_MESSAGE_CHARS: usize = 640;
 const WRONG_KEY: &str = "HxweHRwbGhkYFxYVFBMSERAPDg0MCwoJCAcGBQQDAgE=";
 
 fn cs(s: &str) -> CString {
@@ -41,6 +43,9 @@ fn text(p: *const c_char) -> Option<String> {
 enum Setup {
     /// Not DPS: a TLS server that answers these bytes.
     Raw(RawReply),
+    /// A hostile DPS: a TLS server that answers this HTTP status and JSON body
+    /// (`{id}` replaced by the row's registration ID) to every request.
+    Hostile(u16, &'static str),
     Emulator,
     WrongKey,
     UnknownScope,
@@ -469,6 +474,91 @@ fn rows() -> Vec<Row> {
             filler: chunk_filler(),
             interval_ms: 0,
         })),
+        // A hostile DPS: every string it sends is validated before it reaches the caller.
+        row(
+            "`assignedHub` `evil.example.com;SharedAccessKey=AAAA` (connection-string injection)",
+            "",
+            DPS_ERR_MALFORMED_RESPONSE,
+        )
+        .setup(Hostile(200, ASSIGNED_EVIL_HUB))
+        .http(200, None),
+        row(
+            "`assignedHub` of 100 000 characters",
+            "",
+            DPS_ERR_MALFORMED_RESPONSE,
+        )
+        .setup(Hostile(200, long_hub()))
+        .http(200, None),
+        row(
+            "`assignedHub` with CR/LF",
+            "",
+            DPS_ERR_MALFORMED_RESPONSE,
+        )
+        .setup(Hostile(200, ASSIGNED_CRLF_HUB))
+        .http(200, None),
+        row(
+            "`deviceId` `dev;SharedAccessKey=AAAA`",
+            "",
+            DPS_ERR_MALFORMED_RESPONSE,
+        )
+        .setup(Hostile(200, ASSIGNED_EVIL_DEVICE))
+        .http(200, None),
+        row(
+            "`deviceId` with an embedded NUL",
+            "",
+            DPS_ERR_MALFORMED_RESPONSE,
+        )
+        .setup(Hostile(200, ASSIGNED_NUL_DEVICE))
+        .http(200, None),
+        row(
+            "`substatus` with a terminal escape sequence (ESC ] 0 ; ... BEL)",
+            "",
+            DPS_ERR_MALFORMED_RESPONSE,
+        )
+        .setup(Hostile(200, ASSIGNED_ESC_SUBSTATUS))
+        .http(200, None),
+        row(
+            "`etag` / `lastUpdatedDateTimeUtc` with control characters (DEL, C1 CSI)",
+            "",
+            DPS_ERR_MALFORMED_RESPONSE,
+        )
+        .setup(Hostile(200, ASSIGNED_CONTROL_ETAG))
+        .http(200, None),
+        row(
+            "answer for another `registrationId`",
+            "",
+            DPS_ERR_MALFORMED_RESPONSE,
+        )
+        .setup(Hostile(200, ASSIGNED_OTHER_DEVICE))
+        .http(200, None),
+        row(
+            "`operationId` of 100 000 characters",
+            "",
+            DPS_ERR_MALFORMED_RESPONSE,
+        )
+        .setup(Hostile(202, long_operation()))
+        .http(202, None),
+        row(
+            "`operationId` `../../x?y` (not URL-safe)",
+            "",
+            DPS_ERR_MALFORMED_RESPONSE,
+        )
+        .setup(Hostile(202, r#"{"operationId":"../../x?y","status":"assigning"}"#))
+        .http(202, None),
+        row(
+            "400 with a 60 000-character message full of ESC/CR/LF (cut to 256, cleaned)",
+            "",
+            DPS_ERR_BAD_REQUEST,
+        )
+        .setup(Hostile(400, long_error_message()))
+        .http(400, Some(400004)),
+        row(
+            "`failed` with an `errorMessage` full of control characters (cleaned)",
+            "",
+            DPS_ERR_REGISTRATION_FAILED,
+        )
+        .setup(Hostile(200, FAILED_CONTROL_MESSAGE))
+        .http(200, Some(400207)),
         row(
             "endless `100 Continue` interim answers",
             "",
@@ -484,6 +574,55 @@ fn rows() -> Vec<Row> {
 }
 
 const FILLER: &[u8] = &[b'['; 4096];
+
+const ASSIGNED_EVIL_HUB: &str = r#"{"operationId":"5.a.b","status":"assigned","registrationState":{"registrationId":"{id}","assignedHub":"evil.example.com;SharedAccessKey=AAAA","deviceId":"{id}","status":"assigned"}}"#;
+const ASSIGNED_CRLF_HUB: &str = r#"{"operationId":"5.a.b","status":"assigned","registrationState":{"registrationId":"{id}","assignedHub":"hub.azure-devices.net\r\nX-Evil: 1","deviceId":"{id}","status":"assigned"}}"#;
+const ASSIGNED_EVIL_DEVICE: &str = r#"{"operationId":"5.a.b","status":"assigned","registrationState":{"registrationId":"{id}","assignedHub":"hub.azure-devices.net","deviceId":"dev;SharedAccessKey=AAAA","status":"assigned"}}"#;
+const ASSIGNED_NUL_DEVICE: &str = r#"{"operationId":"5.a.b","status":"assigned","registrationState":{"registrationId":"{id}","assignedHub":"hub.azure-devices.net","deviceId":"{id}\u0000hidden","status":"assigned"}}"#;
+const ASSIGNED_ESC_SUBSTATUS: &str = r#"{"operationId":"5.a.b","status":"assigned","registrationState":{"registrationId":"{id}","assignedHub":"hub.azure-devices.net","deviceId":"{id}","status":"assigned","substatus":"\u001b]0;pwned\u0007\u001b[2J"}}"#;
+const ASSIGNED_CONTROL_ETAG: &str = r#"{"operationId":"5.a.b","status":"assigned","registrationState":{"registrationId":"{id}","assignedHub":"hub.azure-devices.net","deviceId":"{id}","status":"assigned","etag":"e\u007f","lastUpdatedDateTimeUtc":"\u009b31m2022"}}"#;
+const ASSIGNED_OTHER_DEVICE: &str = r#"{"operationId":"5.a.b","status":"assigned","registrationState":{"registrationId":"someone-else","assignedHub":"hub.azure-devices.net","deviceId":"someone-else","status":"assigned"}}"#;
+const FAILED_CONTROL_MESSAGE: &str = r#"{"operationId":"5.a.b","status":"failed","registrationState":{"registrationId":"{id}","status":"failed","errorCode":400207,"errorMessage":"Custom allocation failed\u001b[31m\r\n\u0000\u202e with status code: 400"}}"#;
+
+fn leak(s: String) -> &'static str {
+    Box::leak(s.into_boxed_str())
+}
+
+fn long_hub() -> &'static str {
+    leak(format!(
+        r#"{{"operationId":"5.a.b","status":"assigned","registrationState":{{"registrationId":"{{id}}","assignedHub":"{}.net","deviceId":"{{id}}","status":"assigned"}}}}"#,
+        "a".repeat(100_000)
+    ))
+}
+
+fn long_operation() -> &'static str {
+    leak(format!(
+        r#"{{"operationId":"{}","status":"assigning"}}"#,
+        "o".repeat(100_000)
+    ))
+}
+
+fn long_error_message() -> &'static str {
+    leak(format!(
+        r#"{{"errorCode":400004,"trackingId":"t-1","message":"{}","timestampUtc":"2026-01-01T00:00:00Z"}}"#,
+        "\\u001b[31mbad\\r\\n".repeat(6_000)
+    ))
+}
+
+/// The whole answer of a [`Setup::Hostile`] row.
+fn hostile_reply(status: u16, body: &str, id: &str) -> &'static [u8] {
+    let body = body.replace("{id}", id);
+    let reason = match status {
+        200 => "OK",
+        202 => "Accepted",
+        _ => "Bad Request",
+    };
+    leak(format!(
+        "HTTP/1.1 {status} {reason}\r\nContent-Type: application/json; charset=utf-8\r\nx-ms-request-id: \u{9b}31mreq-{id}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    ))
+    .as_bytes()
+}
 
 /// One 1 KiB chunk of a chunked body.
 fn chunk_filler() -> &'static [u8] {
@@ -561,6 +700,14 @@ unsafe fn run_row(w: &World, i: usize, r: &Row) -> Outcome {
                 "localhost:{}",
                 support::raw_tls_server(&w.raw_server.chain_pem, &w.raw_server.key_pem, reply)
             ),
+            Setup::Hostile(status, body) => format!(
+                "localhost:{}",
+                support::raw_tls_server(
+                    &w.raw_server.chain_pem,
+                    &w.raw_server.key_pem,
+                    RawReply::Bytes(hostile_reply(status, body, &id))
+                )
+            ),
             _ => format!("localhost:{}", w.emu.port()),
         };
         assert_eq!(dps_config_set_endpoint(cfg, cs(&endpoint).as_ptr()), DPS_OK);
@@ -568,7 +715,7 @@ unsafe fn run_row(w: &World, i: usize, r: &Row) -> Outcome {
         let ca = match r.setup {
             Setup::UntrustedServer => pki::TestCa::new("Some Other CA").cert_pem(),
             Setup::ClientCertRefusedTls => w.tls_refuser_ca.clone(),
-            Setup::Raw(_) => w.raw_ca.clone(),
+            Setup::Raw(_) | Setup::Hostile(..) => w.raw_ca.clone(),
             _ => w.emu.ca_pem(),
         };
         assert_eq!(dps_config_add_trusted_ca_pem(cfg, cs(&ca).as_ptr()), DPS_OK);
@@ -813,6 +960,18 @@ fn fault_matrix() {
         if r.expect != DPS_OK && o.message.as_deref().is_none_or(str::is_empty) {
             problems.push("no message".into());
         }
+        // Whatever the server sent, what reaches the caller is printable and bounded.
+        for (what, t) in [("message", &o.message), ("trackingId", &o.tracking)] {
+            let t = t.as_deref().unwrap_or("");
+            if t.chars()
+                .any(|c| c.is_control() || ('\u{202a}'..='\u{202e}').contains(&c))
+            {
+                problems.push(format!("{what} has control characters: {t:?}"));
+            }
+            if t.chars().count() > MAX_MESSAGE_CHARS {
+                problems.push(format!("{what} is {} characters long", t.chars().count()));
+            }
+        }
         let counted = !matches!(
             r.setup,
             Setup::ClientCertRefusedTls
@@ -820,6 +979,7 @@ fn fault_matrix() {
                 | Setup::ConnectionRefused
                 | Setup::SynBlackHole
                 | Setup::Raw(_)
+                | Setup::Hostile(..)
         );
         if let (Some(n), true) = (r.requests, counted) {
             if o.requests != n {
@@ -866,7 +1026,8 @@ fn fault_matrix() {
          backoff 50-500 ms, debug build, all rows in parallel on 2 cores. \"Requests\" counts the requests\n\
          the emulator logged for the device (PUT + polls, retries included). A row fails if the status\n\
          differs, if it took longer than the deadline + {:.1} s, if a `Retry-After` wait was not honoured,\n\
-         or if the HTTP status / errorCode / trackingId / message is missing.\n\n{table}\n\
+         or if the HTTP status / errorCode / trackingId / message is missing, or if the message or\n\
+         trackingId holds a control character or exceeds {MAX_MESSAGE_CHARS} characters (rows 56-67: a hostile DPS).\n\n{table}\n\
          Worst overshoot past the deadline among the deadline rows: {:+.3} s. Whole matrix: {:.1} s.\n",
         DEADLINE_MS / 1000,
         REQUEST_TIMEOUT_MS / 1000,

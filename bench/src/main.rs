@@ -434,6 +434,11 @@ fn report(args: &[String]) -> Res<()> {
     let rows: &[(&str, &str, &str)] = &[
         ("c-loop", "dps (C, libdps.a), in one process", "loop"),
         (
+            "floor-loop",
+            "floor: bare rustls client (Rust, same TLS stack, PUT + GET, no dps), in one process",
+            "loop",
+        ),
+        (
             "c-proc",
             "dps (C, libdps.a), one process per registration",
             "proc",
@@ -454,7 +459,7 @@ fn report(args: &[String]) -> Res<()> {
     for kind in ["sym", "x509"] {
         for (name, _, _) in rows {
             let key = format!("{name}-{kind}");
-            let v = if name.starts_with("c-loop") {
+            let v = if name.ends_with("-loop") {
                 load_loop(dir, &format!("{key}.reg"))
             } else {
                 load(dir, &format!("{key}.json"))
@@ -473,8 +478,11 @@ fn report(args: &[String]) -> Res<()> {
             "X.509"
         };
         for (name, label, mode) in rows {
+            if *name == "floor-loop" && kind != "sym" {
+                continue; // the floor is measured for the symmetric key only
+            }
             let key = format!("{name}-{kind}");
-            let v = if *name == "c-loop" {
+            let v = if name.ends_with("-loop") {
                 load_loop(dir, &format!("{key}.reg"))
             } else {
                 load(dir, &format!("{key}.json"))
@@ -507,7 +515,9 @@ fn report(args: &[String]) -> Res<()> {
                     .map(|x| format!("{:.2}", x / n.max(1.0)))
                     .unwrap_or("n/a".into())
             };
-            if name.starts_with("c-") && c.get("tls_handshakes").copied() != Some(n) {
+            if (name.starts_with("c-") || name.starts_with("floor"))
+                && c.get("tls_handshakes").copied() != Some(n)
+            {
                 problems.push(format!(
                     "{key}: {} TLS handshakes for {n} registrations",
                     per("tls_handshakes")
@@ -524,6 +534,19 @@ fn report(args: &[String]) -> Res<()> {
             );
         }
     }
+    let floor = cpu_of.get("floor-loop-sym").copied();
+    let dps_loop = cpu_of.get("c-loop-sym").copied();
+    if floor.is_none() {
+        problems.push("floor-loop-sym: no result".into());
+    }
+    let _ = writeln!(
+        t,
+        "\ndps / floor (symmetric key, in one process, CPU): {}. The floor does per registration what \
+         `register_loop` does (read the CA file, build the TLS config and the SAS token, connect, \
+         handshake, PUT, GET) with nothing else: no retries, deadlines, proxy, error \
+         classification or C ABI.",
+        ratio(dps_loop, floor)
+    );
     if let Some(b) = load(dir, "proc-baseline.json").and_then(|v| median(field(&v, "cpu_us"))) {
         let _ = writeln!(
             t,
@@ -804,6 +827,20 @@ fn report(args: &[String]) -> Res<()> {
             );
         }
     }
+    if let (Some(d), Some(f)) = (dps_loop, floor) {
+        let _ = writeln!(
+            t,
+            "| CPU per registration <= 1.2x the bare rustls floor (in one process, symmetric key) | {:.2}x | {} |",
+            d / f,
+            yes(d <= 1.2 * f)
+        );
+        let _ = writeln!(
+            t,
+            "| CPU per registration <= 0.5 ms in one process (symmetric key) | {} ms | {} |",
+            ms(Some(d)),
+            yes(d <= 500.0)
+        );
+    }
     if let Some(f) = load(dir, "footprint.json") {
         if let Some(h) = [
             f["heap_sym"].as_f64(),
@@ -859,6 +896,15 @@ fn report(args: &[String]) -> Res<()> {
     doc.push_str(&t);
     print!("{doc}");
     if let Some(path) = m.get("write") {
+        // Sections written by other tools (bench/sizes: sizes per target and the firmware
+        // levers, from cross builds this run does not make) are carried over as they are.
+        if let Ok(old) = std::fs::read_to_string(path) {
+            for block in kept_blocks(&old) {
+                doc.push('\n');
+                doc.push_str(block);
+                doc.push('\n');
+            }
+        }
         std::fs::write(path, &doc).map_err(|e| format!("{path}: {e}"))?;
     }
     if m.contains_key("check") && !problems.is_empty() {
@@ -868,4 +914,49 @@ fn report(args: &[String]) -> Res<()> {
         ));
     }
     Ok(())
+}
+
+/// The `<!-- NAME:begin -->` ... `<!-- NAME:end -->` blocks of a previous RESULTS.md
+/// (markers included), which `report --write` keeps.
+fn kept_blocks(old: &str) -> Vec<&str> {
+    let mut v = Vec::new();
+    let mut rest = old;
+    while let Some(b) = rest.find("<!-- ") {
+        let tail = &rest[b..];
+        let name = tail[5..]
+            .split(" -->")
+            .next()
+            .and_then(|m| m.strip_suffix(":begin"));
+        let Some(name) = name.filter(|n| !n.is_empty() && !n.contains(char::is_whitespace)) else {
+            rest = &tail[5..];
+            continue;
+        };
+        let end_marker = format!("<!-- {name}:end -->");
+        match tail.find(&end_marker) {
+            Some(e) => {
+                v.push(&tail[..e + end_marker.len()]);
+                rest = &tail[e + end_marker.len()..];
+            }
+            None => break,
+        }
+    }
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::kept_blocks;
+
+    #[test]
+    fn kept_blocks_are_found_with_their_markers() {
+        let old = "# r\n<!-- sizes:begin -->\n| a |\n<!-- sizes:end -->\ntext <!-- x --> \n<!-- f:begin -->y<!-- f:end -->";
+        assert_eq!(
+            kept_blocks(old),
+            vec![
+                "<!-- sizes:begin -->\n| a |\n<!-- sizes:end -->",
+                "<!-- f:begin -->y<!-- f:end -->"
+            ]
+        );
+        assert!(kept_blocks("<!-- sizes:begin --> unterminated").is_empty());
+    }
 }

@@ -27,6 +27,7 @@ pub mod pki;
 pub mod sas;
 mod server;
 mod tls;
+pub mod tpm;
 mod util;
 
 use std::collections::BTreeMap;

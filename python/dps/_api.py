@@ -6,12 +6,13 @@ import atexit
 import ctypes
 import json
 import logging
+import math
 import os
 import threading
 from ctypes import byref, c_char, c_size_t, c_uint32, c_uint8
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterable, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
 from . import _native
 from ._errors import DpsError, UsageError, error_class
@@ -54,16 +55,55 @@ _log_state_lock = threading.Lock()
 _log_trampoline: Optional[Any] = None  # the CFUNCTYPE object: must outlive its use by C
 _log_level = logging.DEBUG
 
+# An exception raised while a library log line was handed to Python logging (a
+# filter or handler that raises) cannot propagate through C. It is kept here,
+# keyed by the thread that asked for the C call (worker threads are mapped to
+# the thread waiting for them; a library-internal thread maps to None), the
+# call in progress is cancelled, and the exception is raised by that call.
+_calls_lock = threading.Lock()
+_callback_errors: Dict[Optional[int], BaseException] = {}
+_worker_owner: Dict[int, int] = {}  # worker thread ident -> the caller's thread ident
+
 
 def _on_log(_userdata: Any, level: int, message: Optional[bytes]) -> None:
-    # Runs inside a C call, possibly on any thread: never let an exception escape.
+    # Runs inside a C call, possibly on any thread: nothing may propagate into C.
     try:
         py_level = _C_TO_PY_LEVEL.get(level, logging.DEBUG)
         if log.isEnabledFor(py_level):
             text = (message or b"").decode("utf-8", "replace")
             log.log(py_level, "%s", text)
-    except BaseException:  # noqa: BLE001 - nothing may propagate into C
-        pass
+    except BaseException as e:  # noqa: BLE001 - kept and re-raised by the API call
+        try:
+            _keep_callback_error(e)
+        except BaseException:  # noqa: BLE001
+            pass
+
+
+def _keep_callback_error(e: BaseException) -> None:
+    me = threading.get_ident()
+    with _calls_lock:
+        owner: Optional[int] = _worker_owner.get(me)
+        if owner is None and not isinstance(threading.current_thread(), threading._DummyThread):
+            owner = me  # a short C call made directly by this Python thread
+        # (a thread of the library itself: None, raised by the next call)
+        _callback_errors.setdefault(owner, e)
+
+
+def _has_callback_error(owner: int) -> bool:
+    with _calls_lock:
+        return owner in _callback_errors or None in _callback_errors
+
+
+def _raise_callback_error(owner: Optional[int] = None) -> None:
+    """Raises (once) an exception kept from a log callback for this thread."""
+    if owner is None:
+        owner = threading.get_ident()
+    with _calls_lock:
+        e = _callback_errors.pop(owner, None)
+        if e is None:
+            e = _callback_errors.pop(None, None)
+    if e is not None:
+        raise e
 
 
 def _c_level(py_level: Optional[int]) -> int:
@@ -114,13 +154,38 @@ def _lib(path: Union[str, "os.PathLike[str]", None] = None) -> ctypes.CDLL:
     return load_library(path)
 
 
-def set_log_level(level: Optional[int]) -> None:
+_LEVEL_NAMES = {
+    "trace": TRACE,
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warning": logging.WARNING,
+    "warn": logging.WARNING,
+    "error": logging.ERROR,
+    "critical": logging.CRITICAL,
+}
+
+
+def set_log_level(level: Union[int, str, None]) -> None:
     """Sets the most verbose library log level delivered to the ``"dps"`` logger:
     a ``logging`` level (``logging.DEBUG`` by default; :data:`TRACE` for TLS
-    detail) or ``None`` to stop the library from logging. Lines are filtered
-    inside the library before they are formatted; the ``"dps"`` logger's own
-    level and handlers apply after that."""
+    detail), its name in any case (``"debug"``, ``"TRACE"``), or ``None`` to
+    stop the library from logging. Lines are filtered inside the library
+    before they are formatted; the ``"dps"`` logger's own level and handlers
+    apply after that. Raises ``TypeError`` for another type and ``ValueError``
+    for an unknown name."""
     global _log_level
+    if isinstance(level, str):
+        if level.strip().lower() not in _LEVEL_NAMES:
+            raise ValueError(
+                f"unknown log level name {level!r}: use one of "
+                f"{', '.join(n for n in _LEVEL_NAMES if n != 'warn')} (any case), a logging level number, or None"
+            )
+        level = _LEVEL_NAMES[level.strip().lower()]
+    elif level is not None and (isinstance(level, bool) or not isinstance(level, int)):
+        raise TypeError(
+            f"set_log_level() takes a logging level (such as logging.DEBUG or \"debug\") or None, "
+            f"not {type(level).__name__}"
+        )
     _log_level = level  # type: ignore[assignment]
     lib = _lib()
     _install_log_bridge(lib)
@@ -149,9 +214,15 @@ def _enc(s: Optional[str], what: str) -> Optional[bytes]:
     return s.encode("utf-8")
 
 
-def _ms(seconds: float, what: str) -> int:
+def _check_seconds(seconds: float, what: str) -> None:
     if isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
-        raise TypeError(f"{what} must be a number of seconds")
+        raise TypeError(f"{what} must be a number of seconds, not {type(seconds).__name__}")
+    if not math.isfinite(seconds):
+        raise UsageError(Status.INVALID_ARGUMENT, f"{what} must be a finite number of seconds, not {seconds!r}")
+
+
+def _ms(seconds: float, what: str) -> int:
+    _check_seconds(seconds, what)
     ms = int(round(seconds * 1000))
     if ms < 0 or ms > 0xFFFFFFFF:
         raise UsageError(Status.INVALID_ARGUMENT, f"{what} is out of range: {seconds!r} s")
@@ -301,6 +372,7 @@ class _Config:
 
     def call(self, fn: str, *args: Any) -> None:
         st = getattr(self.lib, fn)(self.ptr, *args)
+        _raise_callback_error()
         if st != Status.OK:
             raise _error_from_ptr(self.lib, st, self.lib.dps_config_last_error(self.ptr))
 
@@ -415,9 +487,16 @@ def _configure(
     if poll_interval is not None:
         cfg.call("dps_config_set_poll_interval_ms", _ms(poll_interval, "poll_interval"))
     if backoff is not None:
+        if isinstance(backoff, (str, bytes)) or not isinstance(backoff, (tuple, list)) or len(backoff) != 2:
+            raise TypeError(
+                f"backoff must be a (minimum, maximum) pair of seconds such as (1, 60), not {backoff!r}"
+            )
         lo, hi = backoff
         cfg.call("dps_config_set_backoff_ms", _ms(lo, "backoff minimum"), _ms(hi, "backoff maximum"))
     if sas_ttl is not None:
+        _check_seconds(sas_ttl, "sas_ttl")
+        if not 0 <= sas_ttl <= 0xFFFFFFFF:
+            raise UsageError(Status.INVALID_ARGUMENT, f"sas_ttl is out of range: {sas_ttl!r} s")
         cfg.call("dps_config_set_sas_ttl_s", int(sas_ttl))
     if user_agent_suffix is not None:
         cfg.call("dps_config_set_user_agent_suffix", _enc(user_agent_suffix, "user_agent_suffix"))
@@ -624,7 +703,9 @@ class Client:
         self._handle_lock = threading.Lock()  # cancel() vs. free
         self._busy_thread: Optional[int] = None  # the thread inside register()/lookup()
         self._wake = threading.Event()
-        self._pending: Optional[BaseException] = None
+        self._worker: Optional[threading.Thread] = None  # the thread inside a blocking C call
+        self._call_box: List[Any] = []
+        self._events: List[Tuple[int, int, int]] = []  # queued by C, delivered by the caller
         self._on_status: Optional[StatusCallback] = None
         self._trampoline: Optional[Any] = None  # kept alive while C holds it
         # signer/hmac trampolines: kept alive as long as this object (the C client calls them).
@@ -671,6 +752,9 @@ class Client:
             err = _native.ErrorP()
             h = _native.ClientP()
             st = self._lib.dps_client_new(cfg.ptr, byref(h), byref(err))
+            if st == Status.OK:
+                self._h = h
+            _raise_callback_error()
             if st != Status.OK:
                 try:
                     raise _error_from_ptr(self._lib, st, err)
@@ -692,7 +776,12 @@ class Client:
             return
         if self._busy_thread == threading.get_ident():
             raise UsageError(Status.INVALID_STATE, "close() called from the status callback; call cancel() instead")
+        worker = self._worker
+        if worker is threading.current_thread():
+            raise UsageError(Status.INVALID_STATE, "close() called from a log handler during a library call")
         self.cancel()
+        if worker is not None and worker.is_alive():
+            worker.join()  # a cancelled C call returns within milliseconds
         with self._op_lock, self._handle_lock:
             if self._h:
                 self._lib.dps_client_free(self._h)
@@ -719,10 +808,11 @@ class Client:
 
     def set_status_callback(self, callback: Optional[StatusCallback]) -> None:
         """Sets (or clears, with ``None``) the progress callback. It runs on the
-        thread that called :meth:`register`, inside the call. An exception it
-        raises is logged to the ``"dps"`` logger and ignored (the registration
-        goes on); ``KeyboardInterrupt``/``SystemExit`` cancel the registration
-        and are re-raised from :meth:`register`."""
+        thread that called :meth:`register`, between the library's steps (the
+        library queues the events; they are delivered when its step returns,
+        before any wait). An exception it raises, ``KeyboardInterrupt``
+        included, ends the registration (the library is cancelled) and is
+        raised from :meth:`register`."""
         with self._op_lock:
             self._check()
             if callback is None:
@@ -739,29 +829,70 @@ class Client:
                 raise error_class(st)(st, _status_text(self._lib, st))
 
     def _on_event(self, _userdata: Any, event: int, wait_ms: int, cause: int) -> None:
-        # Runs inside a C call: nothing may propagate out of here.
+        # Runs inside a C call, on the worker thread: only queue the event.
         try:
+            self._events.append((event, wait_ms, cause))
+        except BaseException:  # noqa: BLE001 - nothing may propagate into C
+            pass
+
+    def _deliver_events(self) -> None:
+        """Calls the status callback with the queued events, on this thread;
+        its exceptions propagate."""
+        while self._events:
+            event, wait_ms, cause = self._events.pop(0)
             cb = self._on_status
             if cb is None:
-                return
+                continue
             try:
                 ev = StatusEvent(Event(event), wait_ms / 1000.0, Status(cause) if cause else None)
             except ValueError:
-                return  # an event of a newer library
+                continue  # an event of a newer library
             cb(ev)
-        except Exception:  # noqa: BLE001
+
+    def _call(self, fn: Any, *args: Any) -> int:
+        """Runs a blocking C call on a worker thread while this thread waits
+        in slices of 20 ms, so that ``KeyboardInterrupt`` (or any exception a
+        signal handler raises) is raised here at once, whatever the library is
+        doing: the client is then cancelled (a blocked read, connect or wait
+        ends within milliseconds), the worker is awaited, and the exception
+        propagates. An exception kept from the log callback cancels the call
+        too and is raised when it returns."""
+        owner = threading.get_ident()
+        done = threading.Event()
+        box: List[Any] = []
+        self._call_box = box  # what the call returned, once it has (read by register's cleanup)
+
+        def run() -> None:
+            me = threading.get_ident()
+            with _calls_lock:
+                _worker_owner[me] = owner
             try:
-                log.exception("dps: the status callback raised an exception (ignored)")
-            except BaseException:  # noqa: BLE001
-                pass
-        except BaseException as e:  # KeyboardInterrupt, SystemExit
-            if self._pending is None:
-                self._pending = e
-            try:
-                self._lib.dps_client_cancel(self._h)
-                self._wake.set()
-            except BaseException:  # noqa: BLE001
-                pass
+                box.append(fn(*args))
+            except BaseException as e:  # noqa: BLE001 - handed to the caller
+                box.append(e)
+            finally:
+                with _calls_lock:
+                    _worker_owner.pop(me, None)
+                done.set()
+
+        worker = threading.Thread(target=run, name="dps-call", daemon=True)
+        self._worker = worker
+        worker.start()
+        cancelled = False
+        try:
+            while not done.wait(0.02):
+                if not cancelled and _has_callback_error(owner):
+                    cancelled = True
+                    self._lib.dps_client_cancel(self._h)
+        except BaseException:
+            self._lib.dps_client_cancel(self._h)
+            done.wait(5.0)
+            raise
+        _raise_callback_error(owner)
+        result = box[0]
+        if isinstance(result, BaseException):
+            raise result
+        return int(result)
 
     # -- operations --------------------------------------------------------------------------
 
@@ -778,60 +909,88 @@ class Client:
         """Registers the device and blocks until DPS assigns it (retrying
         throttling, server and network errors within the deadline).
 
-        Waits happen in Python, so ``KeyboardInterrupt`` and :meth:`cancel`
-        interrupt them. Raises a :class:`~dps.DpsError` subclass on failure.
+        ``KeyboardInterrupt`` (Ctrl-C) ends it within about 100 ms whatever
+        the library is doing (a wait, a connect, a blocked read): the library
+        call runs on a worker thread and this thread waits for it in short
+        slices; the registration is cancelled and ``KeyboardInterrupt``
+        propagates. :meth:`cancel` from another thread raises
+        :class:`~dps.CancelledError`. An exception raised by the status
+        callback or by a ``logging`` handler or filter of the ``"dps"`` logger
+        ends the registration and is raised here. Other failures raise a
+        :class:`~dps.DpsError` subclass.
         """
         lib = self._lib
         with self._op_lock:
             self._check()
             self._wake.clear()
-            self._pending = None
+            self._events.clear()
             self._busy_thread = threading.get_ident()
             out = _native.RegistrationP()
             wait = c_uint32(0)
             finished = False
             try:
                 while True:
-                    st = lib.dps_client_step(self._h, byref(wait), byref(out))
+                    st = self._call(lib.dps_client_step, self._h, byref(wait), byref(out))
                     if st == Status.PENDING:
-                        if self._pending is not None:
-                            lib.dps_client_cancel(self._h)
-                            continue
+                        self._deliver_events()
                         if wait.value:
                             self._wake.wait(wait.value / 1000.0)
                         continue
                     finished = True
-                    if self._pending is not None:
+                    try:
+                        self._deliver_events()
+                    except BaseException:
                         if st == Status.OK:
                             lib.dps_registration_free(out)
-                        raise self._pending
+                        raise
                     if st == Status.OK:
                         return self._take(out)
                     raise self._last_error(st)
             finally:
-                self._pending = None
                 self._busy_thread = None
+                self._events.clear()
                 if not finished:
-                    # Interrupted in Python (KeyboardInterrupt...): end the run in the library.
-                    lib.dps_client_cancel(self._h)
-                    out2 = _native.RegistrationP()
-                    if lib.dps_client_step(self._h, byref(wait), byref(out2)) == Status.OK:
-                        lib.dps_registration_free(out2)
+                    # Interrupted in Python (KeyboardInterrupt, a callback's exception...).
+                    self._end_interrupted_run(wait, out)
+
+    def _end_interrupted_run(self, wait: Any, out: Any) -> None:
+        """Ends a registration interrupted in Python, so that the client is
+        reusable: cancels it, waits for a step still running on the worker,
+        and if the run is still in progress takes the (immediate) cancelled
+        step that ends it."""
+        lib = self._lib
+        lib.dps_client_cancel(self._h)
+        worker = self._worker
+        if worker is not None and worker.is_alive():
+            worker.join(10.0)  # a cancelled call returns within milliseconds
+            if worker.is_alive():
+                return  # never seen; the run ends with its step, cancelled
+        box = self._call_box
+        last = box[0] if box else None
+        if last == Status.OK:
+            lib.dps_registration_free(out)  # the step ended just as it was interrupted
+        elif last == Status.PENDING:
+            out2 = _native.RegistrationP()
+            if lib.dps_client_step(self._h, byref(wait), byref(out2)) == Status.OK:
+                lib.dps_registration_free(out2)
+        with _calls_lock:
+            _callback_errors.pop(threading.get_ident(), None)
 
     def lookup(self) -> Registration:
         """Asks DPS for the device's current registration (Device Registration
         Status Lookup, not billable) without re-registering. The result's
-        ``status`` may be ``FAILED`` or ``DISABLED``. Blocking; :meth:`cancel`
-        interrupts it."""
+        ``status`` may be ``FAILED`` or ``DISABLED``. Blocking; ``KeyboardInterrupt``
+        and :meth:`cancel` interrupt it as they do :meth:`register`."""
         lib = self._lib
         with self._op_lock:
             self._check()
             out = _native.RegistrationP()
             self._busy_thread = threading.get_ident()
             try:
-                st = lib.dps_client_lookup(self._h, byref(out))
+                st = self._call(lib.dps_client_lookup, self._h, byref(out))
             finally:
                 self._busy_thread = None
+                self._events.clear()
             if st != Status.OK:
                 raise self._last_error(st)
             return self._take(out)

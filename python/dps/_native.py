@@ -251,6 +251,17 @@ _lock = threading.Lock()
 _lib: Optional[ctypes.CDLL] = None
 
 
+def _open(p: Path, how: str) -> ctypes.CDLL:
+    """``ctypes.CDLL``, with a failure explained as a :class:`LibraryNotFoundError`."""
+    try:
+        return ctypes.CDLL(str(p))
+    except OSError as e:
+        raise LibraryNotFoundError(
+            f"{p} ({how}) is not a loadable shared library: {e}. "
+            "Point DPS_LIBRARY (or library=...) at libdps.so built by `cargo build --release -p dps`"
+        ) from None
+
+
 def load(path: Union[str, "os.PathLike[str]", None] = None) -> ctypes.CDLL:
     """Loads ``libdps`` (once per process) and declares every function's types.
 
@@ -271,15 +282,16 @@ def load(path: Union[str, "os.PathLike[str]", None] = None) -> ctypes.CDLL:
             return _lib
         if explicit is not None:
             p = Path(explicit)
+            how = "given explicitly" if path is not None else "from DPS_LIBRARY"
             if not p.is_file():
-                raise LibraryNotFoundError(f"libdps not found at {p} (given explicitly)")
-            _lib = _declare(ctypes.CDLL(str(p)))
+                raise LibraryNotFoundError(f"libdps not found at {p} ({how})")
+            _lib = _declare(_open(p, how))
             return _lib
         tried = []
         for cand in library_candidates():
             tried.append(str(cand))
             if cand.is_file():
-                _lib = _declare(ctypes.CDLL(str(cand)))
+                _lib = _declare(_open(cand, "found in the search path"))
                 return _lib
         found = ctypes.util.find_library("dps")
         if found:

@@ -44,7 +44,11 @@ OTHER_KEY = _enrollment_key("registration_id", "dev-other")
 GROUP_KEY = _enrollment_key("group_id", "sym-group")
 BUILD_HINT = "run `cargo build --release -p dps -p dps-emulator` from the repository root first"
 
-sys.path.insert(0, str(REPO / "python"))
+# DPS_TEST_INSTALLED=1 (.ci/wheel-test): test the installed package and its bundled library,
+# not the checkout.
+INSTALLED = os.environ.get("DPS_TEST_INSTALLED") == "1"
+if not INSTALLED:
+    sys.path.insert(0, str(REPO / "python"))
 
 
 def _target_dirs() -> list:
@@ -96,7 +100,15 @@ class Emu:
 @pytest.fixture(scope="session", autouse=True)
 def library() -> Path:
     """Loads target/release/libdps.so (or $DPS_LIBRARY) once for the session."""
-    lib = _find("DPS_LIBRARY", "libdps.so")
+    if INSTALLED:
+        import dps
+
+        pkg = Path(dps.__file__).resolve().parent
+        assert REPO / "python" not in pkg.parents, f"imported {pkg}, not the installed package"
+        lib = pkg / "libdps.so"
+        assert lib.is_file(), f"the installed package has no {lib}"
+    else:
+        lib = _find("DPS_LIBRARY", "libdps.so")
     os.environ["DPS_LIBRARY"] = str(lib)
     import dps
 

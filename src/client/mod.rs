@@ -248,9 +248,7 @@ impl Client {
         };
         let (deadline, next_at, phase) = (run.deadline, run.next_at, run.phase.clone());
         if self.cancel.is_cancelled() {
-            // The cancel is consumed by the operation it ends. It shut the socket down: do not
-            // keep the connection for the next run.
-            self.cancel.reset();
+            // The cancel shut the socket down: do not keep the connection for the next run.
             self.net.close();
             let what = if phase == Phase::Lookup {
                 "lookup"
@@ -291,6 +289,10 @@ impl Client {
 
     fn finish(&mut self, e: Error) -> Error {
         self.run = None;
+        if e.kind == ErrorKind::Cancelled {
+            // A cancel is consumed by the operation it ends.
+            self.cancel.reset();
+        }
         self.notify(Event::Failed(e.kind));
         log::debug!(
             "registration of {} failed: {e}",
@@ -414,11 +416,13 @@ impl Client {
         let polling = matches!(phase, Phase::Poll(_));
         match retry::classify(resp.status, polling, cfg.credential.fresh_token_on_401()) {
             retry::Action::Proceed => match phase {
-                Phase::Lookup => match parse_json(&resp, wire::parse_registration) {
-                    Ok(r) => Outcome::Done(r),
-                    Err(e) => self.unparsable(e, &resp, true),
-                },
-                _ => match parse_json(&resp, wire::parse_operation) {
+                Phase::Lookup => {
+                    match parse_json(&resp, |b| wire::parse_registration(b, &cfg.registration_id)) {
+                        Ok(r) => Outcome::Done(r),
+                        Err(e) => self.unparsable(e, &resp, true),
+                    }
+                }
+                _ => match parse_json(&resp, |b| wire::parse_operation(b, &cfg.registration_id)) {
                     Ok(op) => self.operation_outcome(op, &resp),
                     Err(e) => self.unparsable(e, &resp, polling),
                 },

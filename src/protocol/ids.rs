@@ -12,8 +12,8 @@ pub fn validate_id_scope(s: &str) -> Result<()> {
         return Err(Error::new(
             ErrorKind::InvalidIdScope,
             format!(
-                "ID scope {:?} must be 1-64 ASCII letters and digits",
-                truncate(s)
+                "ID scope {} must be 1-64 ASCII letters and digits",
+                crate::config::echo(s)
             ),
         ));
     }
@@ -25,7 +25,7 @@ pub fn validate_registration_id(s: &str) -> Result<()> {
     let bad = |why: &str| {
         Err(Error::new(
             ErrorKind::InvalidRegistrationId,
-            format!("registration ID {:?} {why}", truncate(s)),
+            format!("registration ID {} {why}", crate::config::echo(s)),
         ))
     };
     let b = s.as_bytes();
@@ -48,10 +48,6 @@ pub fn validate_registration_id(s: &str) -> Result<()> {
         return bad("may only contain letters, digits, '.', '_', ':' and '-'");
     }
     Ok(())
-}
-
-fn truncate(s: &str) -> String {
-    s.chars().take(40).collect()
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@
 
 pub mod ids;
 pub mod sas;
+pub mod validate;
 pub mod wire;
 
 /// The global device endpoint (PROTOCOL.md 1.1).

@@ -11,8 +11,26 @@ use crate::error::{Error, ErrorKind, Result};
 
 /// Decodes a base64 symmetric key and checks its length (16-64 bytes, DOC-SYMM).
 /// The decoded bytes are zeroized when dropped.
+///
+/// Whitespace: ASCII spaces, tabs, CR and LF before and after the key are
+/// trimmed (a key read from a file or pasted from the portal often ends with
+/// a line break); whitespace inside the key, and any other character outside
+/// the base64 alphabet, is refused. The key never appears in the message.
 pub fn decode_key(base64_key: &str) -> Result<Zeroizing<Vec<u8>>> {
-    let key = Zeroizing::new(B64.decode(base64_key.trim()).map_err(|_| {
+    let trimmed = base64_key.trim_matches(|c| matches!(c, ' ' | '\t' | '\r' | '\n'));
+    if trimmed.is_empty() {
+        return Err(Error::new(
+            ErrorKind::InvalidKey,
+            "the symmetric key is empty",
+        ));
+    }
+    if trimmed.chars().any(char::is_whitespace) {
+        return Err(Error::new(
+            ErrorKind::InvalidKey,
+            "the symmetric key is not valid base64: it has whitespace inside it (only surrounding spaces and line breaks are ignored)",
+        ));
+    }
+    let key = Zeroizing::new(B64.decode(trimmed).map_err(|_| {
         Error::new(
             ErrorKind::InvalidKey,
             "the symmetric key is not valid base64",
@@ -218,5 +236,35 @@ mod tests {
         assert_eq!(decode_key("AAAA").unwrap_err().kind, ErrorKind::InvalidKey);
         assert!(decode_key(&B64.encode([7u8; 64])).is_ok());
         assert!(decode_key(&B64.encode([7u8; 65])).is_err());
+    }
+
+    #[test]
+    fn key_whitespace() {
+        let k = B64.encode([7u8; 32]);
+        let plain = decode_key(&k).unwrap();
+        for padded in [
+            format!(" {k}"),
+            format!("{k}\n"),
+            format!("{k}\r\n"),
+            format!("\t{k} \n"),
+        ] {
+            assert_eq!(*decode_key(&padded).unwrap(), *plain, "{padded:?}");
+        }
+        for inner in [
+            format!("{} {}", &k[..10], &k[10..]),
+            format!("{}\n{}", &k[..10], &k[10..]),
+            format!("{}\t{}", &k[..10], &k[10..]),
+        ] {
+            let e = decode_key(&inner).unwrap_err();
+            assert_eq!(e.kind, ErrorKind::InvalidKey);
+            assert!(e.message.contains("whitespace inside"), "{}", e.message);
+            assert!(!e.message.contains(&k[..10]));
+        }
+        // Only ASCII whitespace is trimmed: a no-break space is refused.
+        let e = decode_key(&format!("{k}\u{a0}")).unwrap_err();
+        assert!(e.message.contains("whitespace inside"), "{}", e.message);
+        for empty in ["", "  ", "\n"] {
+            assert!(decode_key(empty).unwrap_err().message.contains("empty"));
+        }
     }
 }

@@ -258,7 +258,8 @@ pub(super) fn interpret_head(
         } else if name.eq_ignore_ascii_case("content-type") {
             resp.content_type = Some(value());
         } else if name.eq_ignore_ascii_case("x-ms-request-id") {
-            resp.request_id = Some(value());
+            // Surfaced as the error's tracking ID: no control characters.
+            resp.request_id = Some(crate::protocol::validate::server_message(&value()));
         } else if name.eq_ignore_ascii_case("x-ms-error-code") {
             resp.error_code = Some(value());
         }

@@ -394,6 +394,38 @@ mod tests {
         assert_eq!(split_host_port("", 443), None);
         assert_eq!(split_host_port("a b", 443), None);
         assert_eq!(split_host_port("a:99999", 443), None);
+        assert_eq!(split_host_port("[::1]", 443), Some(("::1".into(), 443)));
+        assert_eq!(
+            split_host_port("1.2.3.4:443", 1),
+            Some(("1.2.3.4".into(), 443))
+        );
+        assert_eq!(
+            split_host_port("my_host.local", 1),
+            Some(("my_host.local".into(), 1))
+        );
+        for bad in [
+            "localhost:443:1",
+            "::1",
+            "[zz]:1",
+            "[::1",
+            "[::1]x",
+            "localhost:+443",
+            "localhost:",
+            "localhost:0",
+            "localhost:-1",
+            "a..b",
+            ".a",
+            "a.",
+            "-a.com",
+            "a-.com",
+            "999.1.1.1",
+            "1.2.3",
+            "1.2.3.4.5",
+            "h\u{e9}te",
+            "a/b",
+        ] {
+            assert_eq!(split_host_port(bad, 443), None, "{bad}");
+        }
     }
 
     #[test]

@@ -107,12 +107,36 @@ pub fn root_store(defaults: DefaultRoots, extra: &RootCertStore) -> RootCertStor
     store
 }
 
+/// A PEM parse error as a short sentence: the parser's own message lists
+/// the bytes of the offending line, as long as the input.
+fn pem_problem(e: &rustls::pki_types::pem::Error) -> String {
+    use rustls::pki_types::pem::Error as E;
+    let text = |b: &[u8]| crate::config::echo(&String::from_utf8_lossy(b));
+    match e {
+        E::MissingSectionEnd { end_marker } => {
+            format!(
+                "a block has no END line (a truncated file?): expected {}",
+                text(end_marker)
+            )
+        }
+        E::IllegalSectionStart { line } => format!("malformed BEGIN line {}", text(line)),
+        E::Base64Decode(_) => "invalid base64 inside a block".into(),
+        E::SectionTooLarge => "a block is too large".into(),
+        other => crate::config::echo(&other.to_string()),
+    }
+}
+
 /// Parses one or more PEM certificates and adds them as trust anchors.
 pub fn add_pem_roots(store: &mut RootCertStore, pem: &[u8]) -> Result<usize> {
     let bad = |why: String| Error::new(ErrorKind::InvalidTrustAnchor, why);
     let mut added = 0;
     for cert in CertificateDer::pem_slice_iter(pem) {
-        let cert = cert.map_err(|e| bad(format!("trusted root PEM is malformed: {e}")))?;
+        let cert = cert.map_err(|e| {
+            bad(format!(
+                "trusted root PEM is malformed: {}",
+                pem_problem(&e)
+            ))
+        })?;
         store
             .add(cert)
             .map_err(|e| bad(format!("trusted root certificate is invalid: {e}")))?;

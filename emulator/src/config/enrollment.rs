@@ -9,7 +9,8 @@ use base64::engine::general_purpose::STANDARD;
 use super::raw::{AttestationKind, RawEnrollment, RawIssuance};
 use super::validate::{Invalid, Seg, fault, field, here};
 use super::{
-    Attestation, Config, Enrollment, EnrollmentKind, Issuance, IssuingCa, valid_registration_id,
+    Attestation, Config, Enrollment, EnrollmentKind, Issuance, IssuingCa, TpmEnrollment,
+    valid_registration_id,
 };
 
 fn decode_key(what: &'static str, s: &str) -> Result<Vec<u8>, Invalid> {
@@ -99,6 +100,7 @@ fn attestation(
                 ],
                 "thumbprint/ca_pem/ca_file are for x509 attestation",
             )?;
+            not_tpm(e)?;
             let p = e.primary_key.take().ok_or_else(|| {
                 field("attestation", "symmetric_key attestation needs primary_key")
             })?;
@@ -116,13 +118,96 @@ fn attestation(
                 ],
                 "primary_key/secondary_key are for symmetric_key attestation",
             )?;
+            not_tpm(e)?;
             if group {
                 x509_group(e, base)
             } else {
                 x509_individual(e)
             }
         }
+        AttestationKind::Tpm => tpm(e, group),
     }
+}
+
+/// Refuses the TPM fields in an enrollment of another kind.
+fn not_tpm(e: &RawEnrollment) -> Result<(), Invalid> {
+    not_set(
+        &[
+            ("endorsement_key", e.endorsement_key.is_some()),
+            ("hub_key", e.hub_key.is_some()),
+            ("corrupt_blob", e.corrupt_blob.is_some()),
+        ],
+        "endorsement_key/hub_key/corrupt_blob are for tpm attestation",
+    )
+}
+
+fn tpm_endorsement_key(e: &RawEnrollment) -> Result<crate::tpm::RsaPublic, Invalid> {
+    let ek = e
+        .endorsement_key
+        .as_deref()
+        .ok_or_else(|| field("attestation", "tpm attestation needs endorsement_key"))?;
+    let ek = crate::tpm::RsaPublic::from_base64(ek).map_err(|err| {
+        field(
+            "endorsement_key",
+            format!("endorsement_key (base64 TPM2B_PUBLIC): {err}"),
+        )
+    })?;
+    ek.check_storage_key("endorsement_key")
+        .map_err(|err| field("endorsement_key", err.to_string()))?;
+    Ok(ek)
+}
+
+/// A TPM individual enrollment without registration_id gets the one the device derives from
+/// its EK (PROTOCOL.md 5.4), as the Azure portal does.
+fn tpm_default_registration_id(e: &mut RawEnrollment) -> Result<(), Invalid> {
+    if e.registration_id.is_none() && e.group_id.is_none() {
+        e.registration_id = Some(tpm_endorsement_key(e)?.registration_id());
+    }
+    Ok(())
+}
+
+fn tpm(e: &mut RawEnrollment, group: bool) -> Result<Attestation, Invalid> {
+    if group {
+        return Err(field(
+            "group_id",
+            "tpm attestation is for individual enrollments only (DPS has no TPM groups)",
+        ));
+    }
+    not_set(
+        &[
+            ("primary_key", e.primary_key.is_some()),
+            ("secondary_key", e.secondary_key.is_some()),
+            ("thumbprint", e.thumbprint.is_some()),
+            ("secondary_thumbprint", e.secondary_thumbprint.is_some()),
+            ("ca_pem", e.ca_pem.is_some()),
+            ("ca_file", e.ca_file.is_some()),
+        ],
+        "tpm attestation takes endorsement_key (and hub_key), not keys or certificates",
+    )?;
+    let endorsement_key = tpm_endorsement_key(e)?;
+    let hub_key = match e.hub_key.take() {
+        None => None,
+        Some(k) => {
+            let k = STANDARD
+                .decode(k.trim())
+                .map_err(|err| field("hub_key", format!("hub_key is not valid base64 ({err})")))?;
+            if k.len() != 32 {
+                return Err(field(
+                    "hub_key",
+                    format!(
+                        "hub_key must decode to 32 bytes (an HMAC-SHA256 key), got {}",
+                        k.len()
+                    ),
+                ));
+            }
+            Some(k)
+        }
+    };
+    Ok(Attestation::Tpm(TpmEnrollment {
+        endorsement_key,
+        hub_key,
+        corrupt_blob: e.corrupt_blob.take(),
+    }))
 }
 
 fn x509_group(e: &mut RawEnrollment, base: Option<&Path>) -> Result<Attestation, Invalid> {
@@ -210,11 +295,14 @@ pub(super) fn enrollment(
     base: Option<&Path>,
 ) -> Result<Enrollment, Invalid> {
     use Seg::{Index, Key};
+    if e.attestation == Some(AttestationKind::Tpm) {
+        tpm_default_registration_id(&mut e)?;
+    }
     let kind = enrollment_kind(&mut e)?;
     let group = matches!(kind, EnrollmentKind::Group { .. });
     let att = e
         .attestation
-        .ok_or_else(|| here("missing attestation (\"symmetric_key\" or \"x509\")"))?;
+        .ok_or_else(|| here("missing attestation (\"symmetric_key\", \"x509\" or \"tpm\")"))?;
     let attestation = attestation(att, &mut e, group, base)?;
     if group && e.device_id.is_some() {
         return Err(field(

@@ -157,6 +157,40 @@ pub enum Attestation {
     X509Thumbprints(Vec<String>),
     /// Group: DER of the group's CA certificate(s) (trust anchors).
     X509Ca(Vec<Vec<u8>>),
+    /// Individual: the device's TPM (PROTOCOL.md 5.4).
+    Tpm(TpmEnrollment),
+}
+
+/// A TPM individual enrollment. `Debug` leaves the hub key out.
+#[derive(Clone, PartialEq)]
+pub struct TpmEnrollment {
+    /// The enrolled EK; a device sending another one is refused.
+    pub endorsement_key: crate::tpm::RsaPublic,
+    /// The IoT Hub key handed to the device in the final answer (32 bytes); fresh per
+    /// registration when `None`.
+    pub hub_key: Option<Vec<u8>>,
+    /// Fault: damage this activation blob (the TPM then refuses it in ActivateCredential).
+    pub corrupt_blob: Option<CorruptBlob>,
+}
+
+impl std::fmt::Debug for TpmEnrollment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TpmEnrollment")
+            .field("endorsement_key", &self.endorsement_key)
+            .field("hub_key", &self.hub_key.as_ref().map(|_| "<set>"))
+            .field("corrupt_blob", &self.corrupt_blob)
+            .finish()
+    }
+}
+
+/// `corrupt_blob = "..."` of a TPM enrollment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CorruptBlob {
+    /// The `authenticationKey` of the 401 challenge.
+    Challenge,
+    /// `registrationState.tpm.authenticationKey` of the final answer.
+    Hub,
 }
 
 impl Attestation {
@@ -165,6 +199,7 @@ impl Attestation {
         match self {
             Attestation::SymmetricKey { .. } => "symmetric_key",
             Attestation::X509Thumbprints(_) | Attestation::X509Ca(_) => "x509",
+            Attestation::Tpm(_) => "tpm",
         }
     }
     /// The member of `registrationState` that names the attestation (`"x509": {..}`).
@@ -172,6 +207,7 @@ impl Attestation {
         match self {
             Attestation::SymmetricKey { .. } => "symmetricKey",
             Attestation::X509Thumbprints(_) | Attestation::X509Ca(_) => "x509",
+            Attestation::Tpm(_) => "tpm",
         }
     }
 }
@@ -621,6 +657,70 @@ payload = { a = 1 }
         assert!(c.unwrap_err().message.contains("thumbprint must be"));
         let e = Config::from_json_str("{\n\"id_scope\": 5}").unwrap_err();
         assert_eq!(e.line, Some(2));
+    }
+
+    #[test]
+    fn tpm_enrollments() {
+        const EK: &str = crate::tpm::tests_support::V8_EK;
+        let base = "[[hubs]]\nhost_name = \"h\"\n[[enrollments]]\nattestation = \"tpm\"\n";
+        let load = |extra: &str| Config::from_toml_str(&format!("{base}{extra}"));
+        // Without registration_id: the one the device derives from its EK (V8).
+        let c = load(&format!(
+            "endorsement_key = \"{EK}\"\nhub_key = \"{}\"\n",
+            "A".repeat(43) + "="
+        ))
+        .unwrap();
+        let e = &c.enrollments[0];
+        assert_eq!(
+            e.id(),
+            "6rek5qncnygnkzflohxz4u6zlfly6ktm4klsc7xrbgvesqyllnfa"
+        );
+        assert_eq!(e.attestation.record_member(), "tpm");
+        let Attestation::Tpm(t) = &e.attestation else {
+            panic!("{e:?}")
+        };
+        assert_eq!(t.hub_key.as_deref(), Some(&[0u8; 32][..]));
+        assert!(
+            !format!("{c:?}").contains("[0, 0, 0"),
+            "Debug shows the hub key"
+        );
+        let c = load(&format!(
+            "registration_id = \"d1\"\nendorsement_key = \"{EK}\"\ncorrupt_blob = \"hub\"\n"
+        ))
+        .unwrap();
+        assert_eq!(c.enrollments[0].id(), "d1");
+        for (extra, what) in [
+            (String::new(), "needs endorsement_key"),
+            (
+                "endorsement_key = \"AAAA\"\n".to_string(),
+                "endorsement_key (base64 TPM2B_PUBLIC): malformed",
+            ),
+            (
+                format!("endorsement_key = \"{EK}\"\nhub_key = \"AAAA\"\n"),
+                "hub_key must decode to 32 bytes",
+            ),
+            (
+                format!("endorsement_key = \"{EK}\"\nprimary_key = \"AAAA\"\n"),
+                "not keys or certificates",
+            ),
+            (
+                format!("group_id = \"g\"\nendorsement_key = \"{EK}\"\n"),
+                "individual enrollments only",
+            ),
+            (
+                format!("endorsement_key = \"{EK}\"\ncorrupt_blob = \"all\"\n"),
+                "unknown variant",
+            ),
+        ] {
+            let e = load(&extra).unwrap_err();
+            assert!(e.message.contains(what), "{extra}: {e}");
+        }
+        let e = Config::from_toml_str(&EX.replace(
+            "primary_key = \"AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=\"\nfaults",
+            &format!("primary_key = \"AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=\"\nendorsement_key = \"{EK}\"\nfaults"),
+        ))
+        .unwrap_err();
+        assert!(e.message.contains("are for tpm attestation"), "{e}");
     }
 
     #[test]

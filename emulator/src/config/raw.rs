@@ -77,6 +77,7 @@ pub(super) struct RawLimits {
 pub(super) enum AttestationKind {
     SymmetricKey,
     X509,
+    Tpm,
 }
 
 #[derive(Deserialize)]
@@ -91,6 +92,13 @@ pub(super) struct RawEnrollment {
     pub secondary_thumbprint: Option<String>,
     pub ca_pem: Option<String>,
     pub ca_file: Option<PathBuf>,
+    /// TPM: the device's EK, base64 TPM2B_PUBLIC (what `dps tpm-info` prints).
+    pub endorsement_key: Option<String>,
+    /// TPM: the device's IoT Hub key (base64, 32 bytes) sent in the final answer; random
+    /// per registration when absent.
+    pub hub_key: Option<String>,
+    /// TPM fault: which activation blob to damage.
+    pub corrupt_blob: Option<super::CorruptBlob>,
     pub device_id: Option<String>,
     pub enabled: Option<bool>,
     pub allocation: Option<Allocation>,

@@ -3,8 +3,10 @@
 //! # Adding an attestation kind (the extension point)
 //!
 //! Each mechanism implements [`Attestor`] and is listed in [`default_attestors`]; the
-//! `authenticate` step asks them in order. A new kind (TPM) takes four pieces, none of which
-//! touches the pipeline in `dps/mod.rs`:
+//! `authenticate` step asks them in order. A new kind takes four pieces, none of which
+//! touches the pipeline in `dps/mod.rs`; TPM (`dps/tpm.rs` over `crate::tpm`) was added this
+//! way, plus the hub-key blob that its final answer carries (`tpm::hub_blob`, called by the
+//! register step):
 //!
 //! 1. **Config**: a variant of `config::Attestation` (e.g. `Tpm { endorsement_key, .. }`), a
 //!    variant of `config::AttestationKind` (the `attestation = "tpm"` string, parsed by serde),
@@ -49,13 +51,6 @@ pub(crate) enum Verdict {
     },
     /// Answer now with `response` (a 401 carrying a challenge the device must answer in its
     /// next request, as TPM's `authenticationKey`); `desc` is for the log.
-    #[cfg_attr(
-        not(test),
-        expect(
-            dead_code,
-            reason = "the TPM attestor (emulator/src/tpm) answers with it"
-        )
-    )]
     Challenge { response: Response, desc: String },
 }
 
@@ -64,9 +59,16 @@ pub(crate) trait Attestor: Send + Sync {
     fn verify(&self, cx: &Ctx<'_>) -> Verdict;
 }
 
-/// The mechanisms in the order they are asked.
-pub(crate) fn default_attestors() -> Vec<Box<dyn Attestor>> {
-    vec![Box::new(X509), Box::new(SymmetricKey)]
+/// The mechanisms in the order they are asked: TPM before the symmetric-key SAS, so that a
+/// TPM device's SAS is checked against the identity key it was given.
+pub(crate) fn default_attestors(
+    tpm: &std::sync::Arc<crate::tpm::TpmService>,
+) -> Vec<Box<dyn Attestor>> {
+    vec![
+        Box::new(X509),
+        Box::new(super::tpm::Tpm::new(tpm.clone())),
+        Box::new(SymmetricKey),
+    ]
 }
 
 /// The `authenticate` step: the first mechanism that accepts decides; all refusals are logged.
@@ -93,11 +95,7 @@ pub(super) fn authenticate(cx: &mut Ctx<'_>, attestors: &[Box<dyn Attestor>]) ->
         }
     }
     if why.is_empty() {
-        if cx.body.tpm.is_some() {
-            why.push("no credentials (TPM attestation is not emulated)".into());
-        } else {
-            why.push("no credentials".into());
-        }
+        why.push("no credentials".into());
     }
     cx.auth = why.join("; ");
     let msg = match told {

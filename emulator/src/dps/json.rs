@@ -99,7 +99,12 @@ pub(crate) fn pct(s: &str) -> String {
 }
 
 /// `DeviceRegistrationResult` in the member order of the real service's answers.
-pub(crate) fn record_json(r: &Record, issued_chain: Option<&Vec<String>>) -> Obj {
+/// `tpm_key` is the final answer's `tpm.authenticationKey` (the hub-key activation blob).
+pub(crate) fn record_json(
+    r: &Record,
+    issued_chain: Option<&Vec<String>>,
+    tpm_key: Option<&str>,
+) -> Obj {
     let mut m = Obj::default();
     if r.status == "disabled" {
         return m
@@ -109,6 +114,9 @@ pub(crate) fn record_json(r: &Record, issued_chain: Option<&Vec<String>>) -> Obj
     let mut att = Obj::default();
     if let Some(g) = &r.group_id {
         att.push("enrollmentGroupId", g);
+    }
+    if let Some(k) = tpm_key {
+        att.push("authenticationKey", k);
     }
     m.push_obj(r.att_key, &att);
     m.push("registrationId", &r.registration_id);

@@ -21,6 +21,7 @@ mod faults;
 mod json;
 mod registration;
 mod request;
+mod tpm;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
@@ -136,6 +137,8 @@ struct Operation {
     payload: Option<Value>,
     /// Base64 DER chain issued for a CSR (leaf first).
     issued_chain: Option<Vec<String>>,
+    /// Base64 activation blob of the hub key, for a TPM device (`registrationState.tpm`).
+    tpm_key: Option<String>,
     /// Set once the terminal answer was given (later polls repeat it).
     done: Option<String>,
 }
@@ -159,15 +162,19 @@ pub struct Service {
     issuer: Option<crate::pki::TestCa>,
     /// The attestation mechanisms, asked in order (see [`auth`]).
     attestors: Vec<Box<dyn Attestor>>,
+    /// TPM challenges issued, shared with the TPM attestor.
+    tpm: Arc<crate::tpm::TpmService>,
 }
 
 impl Service {
     pub fn new(config: Config, issuer: Option<crate::pki::TestCa>) -> Service {
+        let tpm = Arc::new(crate::tpm::TpmService::default());
         Service {
             config: RwLock::new(Arc::new(config)),
             state: Mutex::new(State::default()),
             issuer,
-            attestors: auth::default_attestors(),
+            attestors: auth::default_attestors(&tpm),
+            tpm,
         }
     }
 
@@ -199,7 +206,7 @@ impl Service {
             .get(&registration_id.to_ascii_lowercase())?
             .record
             .as_ref()?;
-        serde_json::from_str(&record_json(rec, None).render()).ok()
+        serde_json::from_str(&record_json(rec, None, None).render()).ok()
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -267,7 +274,8 @@ impl Service {
             let issued_chain = registration::issue(cx, enrollment, self.issuer.as_ref(), ov)?;
             Ok(match cx.route {
                 Route::Register => {
-                    registration::register(&mut st, cx, enrollment, ov, issued_chain)
+                    let tpm_key = tpm::hub_blob(&self.tpm, cx, enrollment)?;
+                    registration::register(&mut st, cx, enrollment, ov, issued_chain, tpm_key)
                 }
                 Route::Operation => registration::poll(&mut st, cx, enrollment, ov),
                 Route::Lookup | Route::Other => registration::lookup(&st, cx, ov),

@@ -141,6 +141,7 @@ pub(super) fn register(
     enrollment: usize,
     ov: &Overrides,
     issued_chain: Option<Vec<String>>,
+    tpm_key: Option<String>,
 ) -> Response {
     let cfg = cx.cfg;
     let enr = &cfg.enrollments[enrollment];
@@ -200,6 +201,7 @@ pub(super) fn register(
             outcome,
             payload,
             issued_chain,
+            tpm_key,
             done: None,
         },
     );
@@ -327,15 +329,15 @@ fn commit(
         Outcome::Disabled => "disabled",
     };
     rec.status = status;
-    let chain = if status == "assigned" {
-        op.issued_chain.as_ref()
+    let (chain, tpm_key) = if status == "assigned" {
+        (op.issued_chain.as_ref(), op.tpm_key.as_deref())
     } else {
-        None
+        (None, None)
     };
     let mut body = Obj::default()
         .with("operationId", opid)
         .with("status", status);
-    body.push_obj("registrationState", &record_json(rec, chain));
+    body.push_obj("registrationState", &record_json(rec, chain, tpm_key));
     body.render()
 }
 
@@ -362,5 +364,5 @@ pub(super) fn lookup(st: &State, cx: &Ctx<'_>, ov: &Overrides) -> Response {
         }
         None => {}
     }
-    json_response(200, record_json(&rec, None).render())
+    json_response(200, record_json(&rec, None, None).render())
 }

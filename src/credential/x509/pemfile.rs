@@ -119,9 +119,9 @@ pub(super) fn parse_key_pem(
             decrypt_pkcs8(&body, password)
         }
         other => Err(CredentialError::UnsupportedKey(format!(
-            "PEM block type \"{}\" (expected PRIVATE KEY, RSA PRIVATE KEY, EC PRIVATE KEY or \
+            "PEM block type {} (expected PRIVATE KEY, RSA PRIVATE KEY, EC PRIVATE KEY or \
              ENCRYPTED PRIVATE KEY)",
-            String::from_utf8_lossy(other)
+            crate::config::echo(&String::from_utf8_lossy(other))
         ))),
     }
 }
