@@ -1137,6 +1137,72 @@ dps_status dps_config_set_hmac_callback(struct dps_config *config,
                                         void *userdata);
 
 /**
+ * Authenticates with an X.509 certificate whose private key is in a PKCS#11 token (an HSM,
+ * a smart card, SoftHSM, tpm2-pkcs11).
+ *
+ * - `key_uri`: an RFC 7512 URI naming the private key, e.g.
+ *   `pkcs11:token=dps;object=device-key;type=private`; it may carry `?module-path=...` and
+ *   `pin-value=...` or `pin-source=<file>`.
+ * - `cert_chain_pem`: the device certificate first, then intermediates (PEM), or NULL to use
+ *   the certificate stored in the token with the key's label and id (then the chain is that
+ *   certificate alone).
+ * - `module_path`: the PKCS#11 module (shared library) to load, or NULL to use the URI's
+ *   `module-path`.
+ * - `pin`: the user PIN, or NULL to use the URI's (`pin-value`, `pin-source`); a token that
+ *   needs no login takes neither.
+ *
+ * Every string is copied (the PIN into memory zeroized when the config and its clients are
+ * freed); the caller keeps ownership. No message ever contains the PIN. The module is loaded
+ * and `C_Initialize`d once per process and never finalised; the config holds one session,
+ * logged in during this call, shared by the clients made from it (calls are serialised on
+ * it; the library reopens it and logs in again after the token was removed or reset).
+ * Before returning, one signature made by the token is verified against the certificate,
+ * as in `dps_config_set_x509_signer`. Replaces any previous credential; the registration
+ * ID defaults to the leaf's CN.
+ *
+ * Returns `DPS_OK`, `DPS_ERR_NULL_ARGUMENT` (config or key_uri NULL),
+ * `DPS_ERR_INVALID_UTF8`, `DPS_ERR_INVALID_ARGUMENT` (malformed URI),
+ * `DPS_ERR_PKCS11_MODULE` (no module path, missing file, not a PKCS#11 module),
+ * `DPS_ERR_PKCS11_PIN` (PIN missing, wrong or locked), `DPS_ERR_PKCS11_OBJECT` (no token or
+ * object matches, several do, the private key is missing, or NULL chain and no certificate
+ * in the token), `DPS_ERR_FILE_READ` (`pin-source`), `DPS_ERR_INVALID_CERTIFICATE`,
+ * `DPS_ERR_INVALID_PRIVATE_KEY` (unsupported key type), `DPS_ERR_KEY_MISMATCH`,
+ * `DPS_ERR_SIGNER_FAILED`, or `DPS_ERR_UNSUPPORTED` when the library was built without the
+ * `pkcs11` feature. The message is in `dps_config_last_error`. Not thread-safe on the same
+ * config; may block on the token.
+ */
+DPS_NODISCARD
+dps_status dps_config_set_pkcs11_x509(struct dps_config *config,
+                                      const char *key_uri,
+                                      const char *cert_chain_pem,
+                                      const char *module_path,
+                                      const char *pin);
+
+/**
+ * Authenticates with a symmetric key held in a PKCS#11 token as a generic secret: every SAS
+ * signature is computed by the token with `CKM_SHA256_HMAC`. For an individual enrollment
+ * the token holds the enrollment key; for a group enrollment the device key derived at the
+ * factory.
+ *
+ * `key_uri`, `module_path` and `pin` as in `dps_config_set_pkcs11_x509` (copied, the PIN
+ * zeroized and never in a message). The session is opened and logged in during this call and
+ * the key is found, so a bad URI, module or PIN is reported here. `dps_client_connection_string`
+ * cannot hold such a key (`DPS_ERR_UNSUPPORTED`); use `dps_client_iot_hub_sas_token`.
+ * Replaces any previous credential.
+ *
+ * Returns `DPS_OK`, `DPS_ERR_NULL_ARGUMENT`, `DPS_ERR_INVALID_UTF8`,
+ * `DPS_ERR_INVALID_ARGUMENT`, `DPS_ERR_PKCS11_MODULE`, `DPS_ERR_PKCS11_PIN`,
+ * `DPS_ERR_PKCS11_OBJECT`, `DPS_ERR_FILE_READ`, `DPS_ERR_INVALID_KEY` (not a secret usable
+ * for HMAC), `DPS_ERR_SIGNER_FAILED`, or `DPS_ERR_UNSUPPORTED` without the `pkcs11` feature.
+ * Not thread-safe on the same config; may block on the token.
+ */
+DPS_NODISCARD
+dps_status dps_config_set_pkcs11_hmac(struct dps_config *config,
+                                      const char *key_uri,
+                                      const char *module_path,
+                                      const char *pin);
+
+/**
  * Sets the process-wide log callback (the library logs through Rust's `log`
  * facade, which allows one logger per process) and the most verbose level to
  * deliver (`DPS_LOG_ERROR` .. `DPS_LOG_TRACE`; 0 turns logging off). Lines

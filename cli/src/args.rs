@@ -93,6 +93,10 @@ pub const CREDENTIALS: &[Spec] = &[
     value("--key-password"),
     value("--pkcs12"),
     value("--pkcs12-password"),
+    value("--pkcs11-uri"),
+    value("--pkcs11-hmac-uri"),
+    value("--pkcs11-module"),
+    value("--pkcs11-pin"),
 ];
 
 /// Output options.

@@ -16,6 +16,7 @@ mod library;
 mod logging;
 mod lookup;
 mod output;
+mod pkcs11;
 mod register;
 mod sas;
 mod saved;

@@ -38,7 +38,14 @@ Credential (exactly one):
   --tpm-handles EK,SRK,ID     persistent handles in hex (0 = default 0x81010001,
                               0x81000001, 0x81000100; ID is replaced by each registration)
   --tpm-create-missing        create the EK and SRK from the standard templates if absent
-  Secret values (KEY, PW) may be given as VALUE, env:NAME (environment variable),
+  --pkcs11-uri URI            X.509 key in a PKCS#11 token (RFC 7512, e.g.
+                              'pkcs11:token=dps;object=device-key'); the certificate
+                              from --cert FILE, else the one stored beside the key
+  --pkcs11-hmac-uri URI       symmetric (SAS) key in a PKCS#11 token (a generic secret)
+  --pkcs11-module PATH        the PKCS#11 module, unless the URI has module-path=
+  --pkcs11-pin PIN            the token's user PIN, unless the URI has pin-value= or
+                              pin-source=
+  Secret values (KEY, PW, PIN) may be given as VALUE, env:NAME (environment variable),
   @FILE (first line of a file) or - (first line of stdin), to keep them out of `ps`.
 Connection:
   --endpoint HOST[:PORT]      DPS endpoint (env DPS_ENDPOINT; default
@@ -76,6 +83,8 @@ Examples:
   dps register --id-scope 0ne00ABCDEF --pkcs12 device.p12 --pkcs12-password env:P12_PASS --json
   dps register --id-scope 0ne00ABCDEF --cert dev.pem --private-key dev.key \\
       --use-saved /var/lib/dps/assignment.json
+  dps register --id-scope 0ne00ABCDEF --pkcs11-uri 'pkcs11:token=dps;object=device-key' \\
+      --pkcs11-module /usr/lib/softhsm/libsofthsm2.so --pkcs11-pin env:DPS_PIN
 
 Exit codes: 0 ok, 2 usage, 3 credential/file, 4 network/TLS, 5 refused by DPS,
 6 registration failed/disabled, 7 deadline/cancelled, 1 internal (see `dps --help`).

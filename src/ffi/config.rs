@@ -112,8 +112,12 @@ pub(super) fn with_config(
 }
 
 fn read_file(path: &str) -> Result<Vec<u8>, Error> {
-    std::fs::read(path)
-        .map_err(|e| Error::new(ErrorKind::FileRead, format!("cannot read {path}: {e}")))
+    std::fs::read(path).map_err(|e| {
+        Error::new(
+            ErrorKind::FileRead,
+            format!("cannot read {}: {e}", crate::config::echo(path)),
+        )
+    })
 }
 
 /// Creates a configuration for a device.
