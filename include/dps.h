@@ -861,90 +861,6 @@ void dps_config_free(struct dps_config *config);
 const struct dps_error *dps_config_last_error(const struct dps_config *config);
 
 /**
- * Authenticates with an individual enrollment's symmetric key (base64, 16-64
- * bytes decoded). The key is copied and zeroized on free; SAS tokens are
- * signed from it. Replaces any previous credential.
- *
- * Returns `DPS_OK`, `DPS_ERR_NULL_ARGUMENT`, `DPS_ERR_INVALID_UTF8` or
- * `DPS_ERR_INVALID_KEY`. Not thread-safe on the same config.
- */
-DPS_NODISCARD
-dps_status dps_config_set_symmetric_key(struct dps_config *config,
-                                        const char *base64_key);
-
-/**
- * Authenticates with an enrollment group key (base64): the device key is
- * derived as HMAC-SHA256(group key, registration ID) when a client is made.
- * The group key is copied and zeroized on free. Replaces any previous
- * credential.
- *
- * Returns `DPS_OK`, `DPS_ERR_NULL_ARGUMENT`, `DPS_ERR_INVALID_UTF8` or
- * `DPS_ERR_INVALID_KEY`. Not thread-safe on the same config.
- */
-DPS_NODISCARD
-dps_status dps_config_set_group_key(struct dps_config *config,
-                                    const char *base64_group_key);
-
-/**
- * Authenticates with an X.509 certificate chain and private key, in PEM.
- *
- * - `cert_chain_pem`: the leaf first, then any intermediates; all are sent in
- *   the TLS handshake.
- * - `key_pem`: PKCS#8, PKCS#1 RSA, SEC1 EC or encrypted PKCS#8.
- * - `key_password`: for an encrypted key, else NULL.
- *
- * All are copied; the key is checked against the certificate here, before
- * any network traffic. Replaces any previous credential.
- *
- * Returns `DPS_OK`, `DPS_ERR_NULL_ARGUMENT`, `DPS_ERR_INVALID_UTF8`,
- * `DPS_ERR_INVALID_CERTIFICATE`, `DPS_ERR_INVALID_PRIVATE_KEY`,
- * `DPS_ERR_KEY_PASSWORD` or `DPS_ERR_KEY_MISMATCH`. Not thread-safe on the
- * same config.
- */
-DPS_NODISCARD
-dps_status dps_config_set_x509_pem(struct dps_config *config,
-                                   const char *cert_chain_pem,
-                                   const char *key_pem,
-                                   const char *key_password);
-
-/**
- * Like `dps_config_set_x509_pem`, reading the PEM files at these paths
- * (read once, during this call). Also returns `DPS_ERR_FILE_READ`.
- */
-DPS_NODISCARD
-dps_status dps_config_set_x509_pem_files(struct dps_config *config,
-                                         const char *cert_chain_path,
-                                         const char *key_path,
-                                         const char *key_password);
-
-/**
- * Authenticates with a PKCS#12 (.pfx/.p12) file's certificate chain and key.
- *
- * - `der`, `len`: the file's bytes; copied during the call.
- * - `password`: its password ("" for none); copied and not kept.
- *
- * Returns `DPS_OK`, `DPS_ERR_NULL_ARGUMENT`, `DPS_ERR_INVALID_UTF8`,
- * `DPS_ERR_INVALID_PKCS12`, `DPS_ERR_PKCS12_PASSWORD`,
- * `DPS_ERR_INVALID_PRIVATE_KEY`, `DPS_ERR_KEY_MISMATCH`, or
- * `DPS_ERR_UNSUPPORTED` when the library was built without the `pkcs12`
- * feature. Not thread-safe on the same config.
- */
-DPS_NODISCARD
-dps_status dps_config_set_pkcs12(struct dps_config *config,
-                                 const uint8_t *der,
-                                 size_t len,
-                                 const char *password);
-
-/**
- * Like `dps_config_set_pkcs12`, reading the file at `path` (once, during
- * this call). Also returns `DPS_ERR_FILE_READ`.
- */
-DPS_NODISCARD
-dps_status dps_config_set_pkcs12_file(struct dps_config *config,
-                                      const char *path,
-                                      const char *password);
-
-/**
  * Sends a custom allocation payload with the registration. `json` must be a
  * JSON object; it is checked and copied. Returns `DPS_OK`,
  * `DPS_ERR_NULL_ARGUMENT`, `DPS_ERR_INVALID_UTF8` or
@@ -1092,6 +1008,90 @@ dps_status dps_config_set_max_retry_after_ms(struct dps_config *config,
 DPS_NODISCARD
 dps_status dps_config_set_user_agent_suffix(struct dps_config *config,
                                             const char *suffix);
+
+/**
+ * Authenticates with an individual enrollment's symmetric key (base64, 16-64
+ * bytes decoded). The key is copied and zeroized on free; SAS tokens are
+ * signed from it. Replaces any previous credential.
+ *
+ * Returns `DPS_OK`, `DPS_ERR_NULL_ARGUMENT`, `DPS_ERR_INVALID_UTF8` or
+ * `DPS_ERR_INVALID_KEY`. Not thread-safe on the same config.
+ */
+DPS_NODISCARD
+dps_status dps_config_set_symmetric_key(struct dps_config *config,
+                                        const char *base64_key);
+
+/**
+ * Authenticates with an enrollment group key (base64): the device key is
+ * derived as HMAC-SHA256(group key, registration ID) when a client is made.
+ * The group key is copied and zeroized on free. Replaces any previous
+ * credential.
+ *
+ * Returns `DPS_OK`, `DPS_ERR_NULL_ARGUMENT`, `DPS_ERR_INVALID_UTF8` or
+ * `DPS_ERR_INVALID_KEY`. Not thread-safe on the same config.
+ */
+DPS_NODISCARD
+dps_status dps_config_set_group_key(struct dps_config *config,
+                                    const char *base64_group_key);
+
+/**
+ * Authenticates with an X.509 certificate chain and private key, in PEM.
+ *
+ * - `cert_chain_pem`: the leaf first, then any intermediates; all are sent in
+ *   the TLS handshake.
+ * - `key_pem`: PKCS#8, PKCS#1 RSA, SEC1 EC or encrypted PKCS#8.
+ * - `key_password`: for an encrypted key, else NULL.
+ *
+ * All are copied; the key is checked against the certificate here, before
+ * any network traffic. Replaces any previous credential.
+ *
+ * Returns `DPS_OK`, `DPS_ERR_NULL_ARGUMENT`, `DPS_ERR_INVALID_UTF8`,
+ * `DPS_ERR_INVALID_CERTIFICATE`, `DPS_ERR_INVALID_PRIVATE_KEY`,
+ * `DPS_ERR_KEY_PASSWORD` or `DPS_ERR_KEY_MISMATCH`. Not thread-safe on the
+ * same config.
+ */
+DPS_NODISCARD
+dps_status dps_config_set_x509_pem(struct dps_config *config,
+                                   const char *cert_chain_pem,
+                                   const char *key_pem,
+                                   const char *key_password);
+
+/**
+ * Like `dps_config_set_x509_pem`, reading the PEM files at these paths
+ * (read once, during this call). Also returns `DPS_ERR_FILE_READ`.
+ */
+DPS_NODISCARD
+dps_status dps_config_set_x509_pem_files(struct dps_config *config,
+                                         const char *cert_chain_path,
+                                         const char *key_path,
+                                         const char *key_password);
+
+/**
+ * Authenticates with a PKCS#12 (.pfx/.p12) file's certificate chain and key.
+ *
+ * - `der`, `len`: the file's bytes; copied during the call.
+ * - `password`: its password ("" for none); copied and not kept.
+ *
+ * Returns `DPS_OK`, `DPS_ERR_NULL_ARGUMENT`, `DPS_ERR_INVALID_UTF8`,
+ * `DPS_ERR_INVALID_PKCS12`, `DPS_ERR_PKCS12_PASSWORD`,
+ * `DPS_ERR_INVALID_PRIVATE_KEY`, `DPS_ERR_KEY_MISMATCH`, or
+ * `DPS_ERR_UNSUPPORTED` when the library was built without the `pkcs12`
+ * feature. Not thread-safe on the same config.
+ */
+DPS_NODISCARD
+dps_status dps_config_set_pkcs12(struct dps_config *config,
+                                 const uint8_t *der,
+                                 size_t len,
+                                 const char *password);
+
+/**
+ * Like `dps_config_set_pkcs12`, reading the file at `path` (once, during
+ * this call). Also returns `DPS_ERR_FILE_READ`.
+ */
+DPS_NODISCARD
+dps_status dps_config_set_pkcs12_file(struct dps_config *config,
+                                      const char *path,
+                                      const char *password);
 
 /**
  * Authenticates with an X.509 certificate chain whose private key is held outside the

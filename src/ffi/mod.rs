@@ -18,6 +18,7 @@
 
 mod client;
 mod config;
+mod credentials;
 mod keys;
 mod log;
 mod registration;
@@ -26,6 +27,7 @@ mod tpm;
 
 pub use client::*;
 pub use config::*;
+pub use credentials::*;
 pub use keys::*;
 pub use log::*;
 pub use registration::*;
