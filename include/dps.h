@@ -516,6 +516,26 @@ typedef uint32_t dps_class;
 #define DPS_ERR_MALFORMED_RESPONSE 310
 
 /**
+ * Certificate issuance (experimental): the issued leaf certifies another key than the CSR's.
+ */
+#define DPS_ERR_ISSUED_KEY_MISMATCH 311
+
+/**
+ * Certificate issuance: the issued leaf's subject CN is not the registration ID.
+ */
+#define DPS_ERR_ISSUED_NAME_MISMATCH 312
+
+/**
+ * Certificate issuance: the issued chain is missing, malformed, out of order or not signed.
+ */
+#define DPS_ERR_ISSUED_CHAIN_BROKEN 313
+
+/**
+ * Certificate issuance: the issued leaf is expired or not yet valid.
+ */
+#define DPS_ERR_ISSUED_CERT_NOT_VALID 314
+
+/**
  * DPS answered 400 Bad Request.
  */
 #define DPS_ERR_BAD_REQUEST 400

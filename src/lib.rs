@@ -42,8 +42,8 @@ pub mod __fuzz {
 pub use client::{Client, Event, Step, connection_string, iot_hub_sas_token};
 pub use config::{Config, ConfigBuilder};
 pub use credential::{
-    Credential, DigestSigner, HmacKey, SignatureScheme, SymmetricKey, X509Credential,
-    derive_device_key,
+    Credential, CsrAlgorithm, CsrKey, DigestSigner, HmacKey, SecretPem, SignatureScheme,
+    SymmetricKey, X509Credential, derive_device_key,
 };
 pub use error::{Error, ErrorClass, ErrorKind, Result};
 pub use protocol::ids::{validate_id_scope, validate_registration_id};

@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 
 use crate::config::Config;
 use crate::credential::TokenCache;
+use crate::credential::x509::csr::check_issued_chain;
 use crate::error::{Error, ErrorKind, Result};
 use crate::protocol::wire::{self, Registration, RegistrationStatus};
 use crate::protocol::{self};
@@ -378,7 +379,11 @@ impl Client {
                     &cfg.api_version,
                     cfg.force_registration,
                 );
-                let body = wire::request_body(&cfg.registration_id, cfg.payload_json.as_deref());
+                let body = wire::request_body_with_csr(
+                    &cfg.registration_id,
+                    cfg.payload_json.as_deref(),
+                    cfg.csr.as_ref().map(|c| c.der_base64.as_str()),
+                );
                 self.send("PUT", &path, Some(body.as_bytes()), until)
             }
             Phase::Poll(op) => {
@@ -476,6 +481,21 @@ impl Client {
                         "DPS reported 'assigned' without assignedHub or deviceId",
                     );
                     return Outcome::Fail(with_http(e, resp));
+                }
+                let mut r = r;
+                if let Some(csr) = &self.config.csr {
+                    match check_issued_chain(
+                        &r.issued_certificate_chain,
+                        &csr.spki,
+                        &self.config.registration_id,
+                        self.clock.wall(),
+                    ) {
+                        Ok(pem) => {
+                            r.issued_certificate_chain_pem = Some(pem);
+                            r.issued_private_key_pem = csr.generated_key.clone();
+                        }
+                        Err(e) => return Outcome::Fail(with_http(e, resp)),
+                    }
                 }
                 Outcome::Done(r)
             }

@@ -76,6 +76,13 @@ pub struct Registration {
     pub issued_certificate_chain: Vec<String>,
     /// The operation ID this result came from (empty for lookups).
     pub operation_id: Option<String>,
+    /// With a CSR (experimental): `issuedCertificateChain` as PEM, leaf first, after the
+    /// checks (the leaf certifies the CSR's key, its CN is the registration ID, each
+    /// certificate is issued by the next, the leaf is valid now).
+    pub issued_certificate_chain_pem: Option<String>,
+    /// With a CSR whose key the library generated: that private key as PKCS#8 PEM
+    /// (zeroized on drop, redacted in `Debug`).
+    pub issued_private_key_pem: Option<crate::credential::SecretPem>,
 }
 
 #[derive(Deserialize)]
@@ -211,6 +218,8 @@ fn convert_state(w: WireState, sent_registration_id: &str) -> Result<Registratio
         enrollment_group_id,
         issued_certificate_chain: chain,
         operation_id: None,
+        issued_certificate_chain_pem: None,
+        issued_private_key_pem: None,
     })
 }
 
@@ -391,11 +400,26 @@ impl<'de> serde::de::Visitor<'de> for StrictVisitor {
 /// The `DeviceRegistration` request body: `{"registrationId":..., "payload":...}`.
 /// `payload_json` must come from [`normalize_payload`].
 pub fn request_body(registration_id: &str, payload_json: Option<&str>) -> String {
+    request_body_with_csr(registration_id, payload_json, None)
+}
+
+/// [`request_body`] with the `csr` member (base64 DER, after `payload` as the Embedded C
+/// preview SDK sends it).
+pub fn request_body_with_csr(
+    registration_id: &str,
+    payload_json: Option<&str>,
+    csr_base64: Option<&str>,
+) -> String {
     let id = Value::String(registration_id.to_owned()).to_string();
-    match payload_json {
-        Some(p) => format!("{{\"registrationId\":{id},\"payload\":{p}}}"),
-        None => format!("{{\"registrationId\":{id}}}"),
+    let mut body = format!("{{\"registrationId\":{id}");
+    if let Some(p) = payload_json {
+        body.push_str(&format!(",\"payload\":{p}"));
     }
+    if let Some(c) = csr_base64 {
+        body.push_str(&format!(",\"csr\":{}", Value::String(c.to_owned())));
+    }
+    body.push('}');
+    body
 }
 
 #[cfg(test)]
