@@ -238,3 +238,36 @@ fn a_signer_key_makes_the_csr_and_a_wrong_one_is_caught() {
     let e = b.build().unwrap_err();
     assert_eq!(e.kind, ErrorKind::KeyMismatch, "{e}");
 }
+
+#[test]
+fn rsa_sec1_and_unsupported_pem_keys() {
+    /// The password of tests/fixtures/x509/p256.enc.key.pem (see tests/fixtures/make.sh).
+    const FIXTURE_KEY_PASS: &str = "fixture-pass";
+    let fixture = |name: &str| std::fs::read(x509_fixtures().join(name)).unwrap();
+    let emu = start(&format!("{}{}", base_toml(), sym_enrollment("dev-rsa", "")));
+    for (key, password) in [
+        ("rsa.pkcs1.key.pem", None),
+        ("p384.sec1.key.pem", None),
+        ("p256.enc.key.pem", Some(FIXTURE_KEY_PASS)),
+    ] {
+        let pem = fixture(key);
+        let mut b = builder(&emu, "dev-rsa");
+        b.symmetric_key(KEY).unwrap();
+        b.csr(CsrKey::from_pem(&pem, password.map(str::as_bytes)).unwrap());
+        let r = client(&b)
+            .register()
+            .unwrap_or_else(|e| panic!("{key}: {e}"));
+        let chain = r.issued_certificate_chain_pem.unwrap();
+        X509Credential::from_pem(chain.as_bytes(), &pem, password.map(str::as_bytes))
+            .unwrap_or_else(|e| panic!("{key}: the issued leaf is not for this key: {e}"));
+    }
+    for (key, words) in [
+        ("ed25519.key.pem", "Ed25519"),
+        ("p521.sec1.key.pem", "P-521"),
+        ("rsa1024.key.pem", "1024"),
+    ] {
+        let e = CsrKey::from_pem(&fixture(key), None).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::InvalidPrivateKey, "{key}: {e}");
+        assert!(e.message.contains(words), "{key}: {}", e.message);
+    }
+}

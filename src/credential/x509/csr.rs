@@ -726,6 +726,99 @@ mod tests {
         assert_eq!(parse_time(UTC_TIME, b"701301000000Z"), None);
     }
 
+    fn params(cn: &str, ca: bool) -> rcgen::CertificateParams {
+        let mut p = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        p.distinguished_name.push(rcgen::DnType::CommonName, cn);
+        p.not_before = rcgen::date_time_ymd(2024, 1, 1);
+        p.not_after = rcgen::date_time_ymd(2049, 12, 31);
+        if ca {
+            p.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        }
+        p
+    }
+
+    fn b64s(certs: &[&[u8]]) -> Vec<String> {
+        certs.iter().map(|c| B64.encode(c)).collect()
+    }
+
+    /// The checks the emulator's scripted faults do not reach: another CN, a signature by
+    /// another key under the right issuer name, not yet valid, garbage, no chain.
+    #[test]
+    fn every_check_has_its_precise_refusal() {
+        use rcgen::{KeyPair, PublicKeyData};
+        let alg = &rcgen::PKCS_ECDSA_P256_SHA256;
+        let ca_key = KeyPair::generate_for(alg).unwrap();
+        let ca_params = params("Issuing CA", true);
+        let ca = ca_params.self_signed(&ca_key).unwrap();
+        let issuer = rcgen::Issuer::from_params(&ca_params, &ca_key);
+        let dev = KeyPair::generate_for(alg).unwrap();
+        let spki = dev.subject_public_key_info();
+        let now = SystemTime::now();
+        let good = params("dev-1", false).signed_by(&dev, &issuer).unwrap();
+        let pem = check_issued_chain(&b64s(&[good.der(), ca.der()]), &spki, "dev-1", now).unwrap();
+        assert_eq!(pem.matches("BEGIN CERTIFICATE").count(), 2);
+        // a leaf without its issuer is accepted: there is no next certificate to check
+        check_issued_chain(&b64s(&[good.der()]), &spki, "DEV-1", now).unwrap();
+
+        let refused =
+            |chain: Vec<String>| check_issued_chain(&chain, &spki, "dev-1", now).unwrap_err();
+
+        let other_cn = params("dev-2", false).signed_by(&dev, &issuer).unwrap();
+        let e = refused(b64s(&[other_cn.der(), ca.der()]));
+        assert_eq!(e.kind, ErrorKind::IssuedNameMismatch);
+        assert!(
+            e.message
+                .contains("CN is \"dev-2\", not the registration ID \"dev-1\""),
+            "{}",
+            e.message
+        );
+
+        // same issuer name, another key: the signature does not verify
+        let impostor_key = KeyPair::generate_for(alg).unwrap();
+        let impostor = params("Issuing CA", true)
+            .self_signed(&impostor_key)
+            .unwrap();
+        let e = refused(b64s(&[good.der(), impostor.der()]));
+        assert_eq!(e.kind, ErrorKind::IssuedChainBroken);
+        assert!(e.message.contains("certificate #1 (CN \"dev-1\") is not issued by certificate #2 (CN \"Issuing CA\"): the signature does not verify"), "{}", e.message);
+
+        let stranger = params("Someone Else", true)
+            .self_signed(&impostor_key)
+            .unwrap();
+        let e = refused(b64s(&[good.der(), stranger.der()]));
+        assert!(
+            e.message
+                .contains("its issuer name is not the next certificate's subject"),
+            "{}",
+            e.message
+        );
+
+        let mut future = params("dev-1", false);
+        future.not_before = rcgen::date_time_ymd(2048, 1, 1);
+        let future = future.signed_by(&dev, &issuer).unwrap();
+        let e = refused(b64s(&[future.der(), ca.der()]));
+        assert_eq!(e.kind, ErrorKind::IssuedCertNotValid);
+        assert!(
+            e.message.contains("not valid before 2048-01-01T00:00:00Z"),
+            "{}",
+            e.message
+        );
+
+        let e = refused(vec!["%%%".into()]);
+        assert_eq!(
+            (e.kind, e.message.contains("#1 is not base64")),
+            (ErrorKind::IssuedChainBroken, true)
+        );
+        let e = refused(vec![B64.encode(b"not a certificate")]);
+        assert!(e.message.contains("#1 is not X.509 DER"), "{}", e.message);
+        let e = refused(vec![]);
+        assert!(
+            e.message.contains("without an issuedCertificateChain"),
+            "{}",
+            e.message
+        );
+    }
+
     #[test]
     fn long_lengths_are_encoded() {
         assert_eq!(tlv(0x04, &[1; 3])[..2], [0x04, 3]);
