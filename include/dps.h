@@ -175,6 +175,17 @@
 #define DPS_REGISTRATION_DISABLED 4
 
 /**
+ * `dps_config_set_tpm` / `dps_tpm_info` flag: create the EK and SRK from the standard templates
+ * (TCG EK profile RSA-2048, TCG SRK template) and persist them when their handles are empty.
+ */
+#define DPS_TPM_CREATE_MISSING 1
+
+/**
+ * Length of the EK-derived registration ID (lowercase base32 of SHA-256, without padding).
+ */
+#define DPS_TPM_REGISTRATION_ID_LEN 52
+
+/**
  * The TCG default handle of the RSA endorsement key.
  */
 #define DEFAULT_EK_HANDLE 2164326401
@@ -852,7 +863,8 @@ dps_status dps_register(const struct dps_config *config,
  *
  * - `id_scope`: the DPS ID scope (for example `0ne00000001`); copied.
  * - `registration_id`: the device's registration ID; copied. May be NULL when
- *   an X.509 credential is set: the leaf certificate's subject CN is used.
+ *   an X.509 credential is set: the leaf certificate's subject CN is used; or
+ *   with `dps_config_set_tpm`: the ID derived from the EK is used.
  * - `out`: receives the new config on success; free it with `dps_config_free`.
  *
  * Defaults: endpoint `global.azure-devices-provisioning.net:443`,
@@ -1182,6 +1194,72 @@ dps_status dps_config_set_hmac_callback(struct dps_config *config,
                                         void *userdata);
 
 /**
+ * Authenticates with an X.509 certificate whose private key is in a PKCS#11 token (an HSM,
+ * a smart card, SoftHSM, tpm2-pkcs11).
+ *
+ * - `key_uri`: an RFC 7512 URI naming the private key, e.g.
+ *   `pkcs11:token=dps;object=device-key;type=private`; it may carry `?module-path=...` and
+ *   `pin-value=...` or `pin-source=<file>`.
+ * - `cert_chain_pem`: the device certificate first, then intermediates (PEM), or NULL to use
+ *   the certificate stored in the token with the key's label and id (then the chain is that
+ *   certificate alone).
+ * - `module_path`: the PKCS#11 module (shared library) to load, or NULL to use the URI's
+ *   `module-path`.
+ * - `pin`: the user PIN, or NULL to use the URI's (`pin-value`, `pin-source`); a token that
+ *   needs no login takes neither.
+ *
+ * Every string is copied (the PIN into memory zeroized when the config and its clients are
+ * freed); the caller keeps ownership. No message ever contains the PIN. The module is loaded
+ * and `C_Initialize`d once per process and never finalised; the config holds one session,
+ * logged in during this call, shared by the clients made from it (calls are serialised on
+ * it; the library reopens it and logs in again after the token was removed or reset).
+ * Before returning, one signature made by the token is verified against the certificate,
+ * as in `dps_config_set_x509_signer`. Replaces any previous credential; the registration
+ * ID defaults to the leaf's CN.
+ *
+ * Returns `DPS_OK`, `DPS_ERR_NULL_ARGUMENT` (config or key_uri NULL),
+ * `DPS_ERR_INVALID_UTF8`, `DPS_ERR_INVALID_ARGUMENT` (malformed URI),
+ * `DPS_ERR_PKCS11_MODULE` (no module path, missing file, not a PKCS#11 module),
+ * `DPS_ERR_PKCS11_PIN` (PIN missing, wrong or locked), `DPS_ERR_PKCS11_OBJECT` (no token or
+ * object matches, several do, the private key is missing, or NULL chain and no certificate
+ * in the token), `DPS_ERR_FILE_READ` (`pin-source`), `DPS_ERR_INVALID_CERTIFICATE`,
+ * `DPS_ERR_INVALID_PRIVATE_KEY` (unsupported key type), `DPS_ERR_KEY_MISMATCH`,
+ * `DPS_ERR_SIGNER_FAILED`, or `DPS_ERR_UNSUPPORTED` when the library was built without the
+ * `pkcs11` feature. The message is in `dps_config_last_error`. Not thread-safe on the same
+ * config; may block on the token.
+ */
+DPS_NODISCARD
+dps_status dps_config_set_pkcs11_x509(struct dps_config *config,
+                                      const char *key_uri,
+                                      const char *cert_chain_pem,
+                                      const char *module_path,
+                                      const char *pin);
+
+/**
+ * Authenticates with a symmetric key held in a PKCS#11 token as a generic secret: every SAS
+ * signature is computed by the token with `CKM_SHA256_HMAC`. For an individual enrollment
+ * the token holds the enrollment key; for a group enrollment the device key derived at the
+ * factory.
+ *
+ * `key_uri`, `module_path` and `pin` as in `dps_config_set_pkcs11_x509` (copied, the PIN
+ * zeroized and never in a message). The session is opened and logged in during this call and
+ * the key is found, so a bad URI, module or PIN is reported here. `dps_client_connection_string`
+ * cannot hold such a key (`DPS_ERR_UNSUPPORTED`); use `dps_client_iot_hub_sas_token`.
+ * Replaces any previous credential.
+ *
+ * Returns `DPS_OK`, `DPS_ERR_NULL_ARGUMENT`, `DPS_ERR_INVALID_UTF8`,
+ * `DPS_ERR_INVALID_ARGUMENT`, `DPS_ERR_PKCS11_MODULE`, `DPS_ERR_PKCS11_PIN`,
+ * `DPS_ERR_PKCS11_OBJECT`, `DPS_ERR_FILE_READ`, `DPS_ERR_INVALID_KEY` (not a secret usable
+ * for HMAC), `DPS_ERR_SIGNER_FAILED`, or `DPS_ERR_UNSUPPORTED` without the `pkcs11` feature.
+ * Not thread-safe on the same config; may block on the token.
+ */
+DPS_NODISCARD
+dps_status dps_config_set_pkcs11_hmac(struct dps_config *config,
+                                      const char *key_uri,
+                                      const char *module_path,
+                                      const char *pin);
+
+/**
  * Sets the process-wide log callback (the library logs through Rust's `log`
  * facade, which allows one logger per process) and the most verbose level to
  * deliver (`DPS_LOG_ERROR` .. `DPS_LOG_TRACE`; 0 turns logging off). Lines
@@ -1392,6 +1470,71 @@ dps_class dps_status_class(dps_status status);
  * codes give "unknown status". Thread-safe; the string must not be freed.
  */
 const char *dps_status_str(dps_status status);
+
+/**
+ * Authenticates with TPM attestation: opens the TPM now (reading its EK and SRK), and
+ * answers DPS's challenge during each registration (ActivateCredential, Import, EvictControl
+ * of the identity key), signing SAS tokens with TPM2_HMAC. After an `assigned` registration the
+ * identity handle holds the IoT Hub key: `dps_client_iot_hub_sas_token` signs with it;
+ * `dps_client_connection_string` gives `DPS_ERR_UNSUPPORTED` (the key never leaves the TPM).
+ *
+ * - `tcti`: the TPM, as a tpm2-tss TCTI string: `device:/dev/tpmrm0` (NULL: this default),
+ *   `swtpm:host=H,port=P`, `mssim:host=H,port=P`, `tabrmd[:bus_type=session|system]`. Copied.
+ * - `ek_handle`, `srk_handle`, `identity_handle`: persistent handles; 0 for the defaults
+ *   `0x81010001`, `0x81000001`, `0x81000100`. The object at `identity_handle` is replaced
+ *   by each registration.
+ * - `flags`: 0, or `DPS_TPM_CREATE_MISSING`.
+ *
+ * When the config has no registration ID (NULL in `dps_config_new`), the one derived from the
+ * EK is used. Replaces any previous credential.
+ *
+ * Returns `DPS_OK`, `DPS_ERR_NULL_ARGUMENT`, `DPS_ERR_INVALID_UTF8`,
+ * `DPS_ERR_INVALID_ARGUMENT` (a malformed TCTI, a non-persistent or repeated handle, unknown
+ * flags), `DPS_ERR_TPM` (the TPM is unreachable, or the EK/SRK is missing without
+ * `DPS_TPM_CREATE_MISSING`; the message carries the TPM response code),
+ * `DPS_ERR_DEADLINE_EXCEEDED` (no answer within 60 s) or `DPS_ERR_UNSUPPORTED` (built without
+ * the `tpm` feature); the message is in `dps_config_last_error`. Blocks while the TPM
+ * answers. Not thread-safe on the same config.
+ */
+DPS_NODISCARD
+dps_status dps_config_set_tpm(struct dps_config *config,
+                              const char *tcti,
+                              uint32_t ek_handle,
+                              uint32_t srk_handle,
+                              uint32_t identity_handle,
+                              uint32_t flags);
+
+/**
+ * Reads what an Azure portal individual enrollment ("Trusted Platform Module (TPM)") takes:
+ * the EK-derived registration ID and the endorsement key (base64 of the EK's TPM2B_PUBLIC).
+ *
+ * - `tcti`, `ek_handle`, `srk_handle`, `flags`: as in `dps_config_set_tpm` (the SRK is read
+ *   too, and created with `DPS_TPM_CREATE_MISSING`, so the TPM is ready to register).
+ * - `registration_id`, `registration_id_cap`: receives the 52-character ID and a NUL (53
+ *   bytes, `DPS_TPM_REGISTRATION_ID_LEN + 1`).
+ * - `endorsement_key`, `endorsement_key_cap`: receives the base64 EK and a NUL (about 420
+ *   characters for an RSA-2048 EK).
+ * - `endorsement_key_len`: if not NULL, receives the base64 EK's length (without the NUL), also
+ *   when a buffer is too small.
+ * - `error_out`: may be NULL; on failure, receives the error detail (free with
+ *   `dps_error_free`).
+ *
+ * Returns `DPS_OK`, `DPS_ERR_NULL_ARGUMENT` (a buffer is NULL), `DPS_ERR_BUFFER_TOO_SMALL`,
+ * `DPS_ERR_INVALID_UTF8`, `DPS_ERR_INVALID_ARGUMENT`, `DPS_ERR_TPM`,
+ * `DPS_ERR_DEADLINE_EXCEEDED` or `DPS_ERR_UNSUPPORTED` (built without the `tpm` feature).
+ * Blocks while the TPM answers. Thread-safe.
+ */
+DPS_NODISCARD
+dps_status dps_tpm_info(const char *tcti,
+                        uint32_t ek_handle,
+                        uint32_t srk_handle,
+                        uint32_t flags,
+                        char *registration_id,
+                        size_t registration_id_cap,
+                        char *endorsement_key,
+                        size_t endorsement_key_cap,
+                        size_t *endorsement_key_len,
+                        struct dps_error **error_out);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -53,6 +53,8 @@ enum CredentialSpec {
     /// The group key (base64, checked when set); the device key is derived at build time,
     /// when the registration ID is final.
     Group(Zeroizing<String>),
+    #[cfg(feature = "tpm")]
+    Tpm(crate::credential::TpmCredential),
 }
 
 /// Builds a [`Config`]. Setters validate their input at once; [`ConfigBuilder::build`]
@@ -103,6 +105,8 @@ impl CredentialSpec {
             CredentialSpec::X509(_) => "x509",
             CredentialSpec::Individual(_) => "symmetric key",
             CredentialSpec::Group(_) => "group key",
+            #[cfg(feature = "tpm")]
+            CredentialSpec::Tpm(_) => "tpm",
         }
     }
 }
@@ -173,6 +177,22 @@ impl ConfigBuilder {
     /// device key derived at the factory.
     pub fn hmac_key(&mut self, key: Arc<dyn HmacKey>) -> &mut Self {
         self.credential = Some(CredentialSpec::Individual(SymmetricKey::from_hmac_key(key)));
+        self
+    }
+
+    /// TPM attestation with an open TPM (PROTOCOL.md 5.4). Without a registration ID set, the
+    /// one derived from the EK is used.
+    #[cfg(feature = "tpm")]
+    pub fn tpm(&mut self, tpm: Arc<crate::tpm::Tpm>) -> &mut Self {
+        self.credential = Some(CredentialSpec::Tpm(crate::credential::TpmCredential::new(
+            tpm,
+        )));
+        self
+    }
+
+    #[cfg(all(feature = "tpm", test))]
+    pub(crate) fn tpm_credential(&mut self, c: crate::credential::TpmCredential) -> &mut Self {
+        self.credential = Some(CredentialSpec::Tpm(c));
         self
     }
 
@@ -385,6 +405,8 @@ impl ConfigBuilder {
                 ids::validate_registration_id(&cn)?;
                 cn
             }
+            #[cfg(feature = "tpm")]
+            (None, CredentialSpec::Tpm(t)) => t.registration_id(),
             (None, _) => {
                 return Err(Error::new(
                     ErrorKind::InvalidRegistrationId,
@@ -398,6 +420,8 @@ impl ConfigBuilder {
             CredentialSpec::Group(g) => {
                 Credential::SymmetricKey(SymmetricKey::from_group(&g, &registration_id)?)
             }
+            #[cfg(feature = "tpm")]
+            CredentialSpec::Tpm(t) => Credential::Tpm(t),
         };
         let client_cert = credential.tls_identity();
         if self.default_roots == DefaultRoots::Mozilla && !tls::HAS_MOZILLA_ROOTS {

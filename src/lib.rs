@@ -41,6 +41,8 @@ pub mod __fuzz {
 
 pub use client::{Client, Event, Step, connection_string, iot_hub_sas_token};
 pub use config::{Config, ConfigBuilder};
+#[cfg(feature = "tpm")]
+pub use credential::TpmCredential;
 pub use credential::{
     Credential, CsrAlgorithm, CsrKey, DigestSigner, HmacKey, SecretPem, SignatureScheme,
     SymmetricKey, X509Credential, derive_device_key,

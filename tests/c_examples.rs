@@ -158,6 +158,96 @@ ca_pem = """{root_pem}"""
     );
 }
 
+fn sha256_hex(cert_pem: &str) -> String {
+    let der = rustls_pki_types::pem::PemObject::from_pem_slice(cert_pem.as_bytes())
+        .map(|c: rustls_pki_types::CertificateDer<'static>| c.to_vec())
+        .expect("a PEM certificate");
+    ring::digest::digest(&ring::digest::SHA256, &der)
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02X}"))
+        .collect()
+}
+
+/// `register_signer.c`: the key is read only by another process (`openssl pkeyutl`, started
+/// by the callback for each signature), for ECDSA P-256, P-384 and RSA-2048 (TLS 1.3: PSS);
+/// a signer holding another key is refused before any traffic.
+#[test]
+fn c_signer_example_registers_with_a_key_held_by_another_process() {
+    let build = target_dir().join("c-tests/build-signer");
+    cmake_build(&build, &[]);
+    let tmp = target_dir().join("c-tests/files-signer");
+    std::fs::create_dir_all(&tmp).unwrap();
+    let openssl = Command::new("openssl").arg("version").output();
+    assert!(
+        openssl.is_ok_and(|o| o.status.success()),
+        "prerequisite missing: the openssl command (apt-get install openssl; .ci/run does)"
+    );
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/x509");
+    let leaf = pki::self_signed_device("c-signer-p256");
+    std::fs::write(tmp.join("p256.pem"), &leaf.cert_pem).unwrap();
+    std::fs::write(tmp.join("p256.key"), &leaf.key_pem).unwrap();
+    let p256 = ("c-signer-p256", tmp.join("p256.pem"), tmp.join("p256.key"));
+    let p384 = (
+        "x509-p384-device",
+        fixtures.join("p384.cert.pem"),
+        fixtures.join("p384.sec1.key.pem"),
+    );
+    let rsa = (
+        "x509-rsa-device",
+        fixtures.join("rsa.cert.pem"),
+        fixtures.join("rsa.key.pem"),
+    );
+    let mut extra = String::new();
+    for (id, cert, _) in [&p256, &p384, &rsa] {
+        let hex = sha256_hex(&std::fs::read_to_string(cert).unwrap());
+        extra.push_str(&format!(
+            "[[enrollments]]\nregistration_id = \"{id}\"\nattestation = \"x509\"\nthumbprint = \"{hex}\"\n"
+        ));
+    }
+    let emu = emulator(&extra);
+    let ca = tmp.join("emulator-ca.pem");
+    std::fs::write(&ca, emu.ca_pem()).unwrap();
+    let example = |cert: &Path, key: &Path| {
+        let mut cmd = Command::new(build.join("c-examples/register_signer"));
+        cmd.env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("DPS_ID_SCOPE", SCOPE)
+            .env("DPS_ENDPOINT", format!("localhost:{}", emu.port()))
+            .env("DPS_CA_FILE", &ca)
+            .env("DPS_CERT_FILE", cert)
+            .env("DPS_SIGNER_KEY_FILE", key);
+        run(&mut cmd)
+    };
+    for (id, cert, key) in [&p256, &p384, &rsa] {
+        let o = example(cert, key);
+        assert!(o.status.success(), "{id}: {o:?}");
+        assert!(
+            String::from_utf8_lossy(&o.stdout).contains(&format!("device={id}")),
+            "{id}: {o:?}"
+        );
+    }
+    // The P-256 certificate, signed by another key: KEY_MISMATCH before any traffic.
+    let before = emu.counters().tls_handshakes;
+    let o = example(&p256.1, &fixtures.join("p256.key.pem"));
+    assert_eq!(o.status.code(), Some(1), "{o:?}");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("configuration"), "{o:?}");
+    assert!(err.to_lowercase().contains("key"), "{o:?}");
+    // A signing process that fails (no such key file): the callback's own status.
+    let o = example(&p256.1, &tmp.join("missing.key"));
+    assert_eq!(o.status.code(), Some(1), "{o:?}");
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("returned 13"),
+        "the callback's return value is quoted: {o:?}"
+    );
+    assert_eq!(
+        emu.counters().tls_handshakes,
+        before,
+        "no traffic after a refused signer"
+    );
+}
+
 #[test]
 fn installed_package_works_with_find_package_and_pkg_config() {
     let base = target_dir().join("c-tests/install");
@@ -236,7 +326,9 @@ int main(void) {
         .args(flags.split_whitespace())
         .arg("-Wl,--gc-sections");
     check(&mut gcc);
-    check(&mut Command::new(&exe));
+    // `-ldps` picks the shared library when both are installed: its soname
+    // (libdps.so.0.1) is found through the install prefix.
+    check(Command::new(&exe).env("LD_LIBRARY_PATH", prefix.join("lib")));
 }
 
 #[test]

@@ -704,3 +704,32 @@ fn certificate_issuance_through_the_c_abi() {
         dps_config_free(cfg);
     }
 }
+
+/// Without the `pkcs11` feature the PKCS#11 setters exist (same header for every build) and
+/// say so.
+#[cfg(not(feature = "pkcs11"))]
+#[test]
+fn pkcs11_setters_are_unsupported_without_the_feature() {
+    // SAFETY: valid arguments per the header.
+    unsafe {
+        let mut cfg = null_mut();
+        assert_eq!(dps_config_new(cs(SCOPE).as_ptr(), null(), &mut cfg), DPS_OK);
+        let uri = cs("pkcs11:token=t;object=k");
+        let pin = cs("pin-canary-31337");
+        assert_eq!(
+            dps_config_set_pkcs11_x509(cfg, uri.as_ptr(), null(), null(), pin.as_ptr()),
+            DPS_ERR_UNSUPPORTED
+        );
+        let m = CStr::from_ptr(dps_error_message(dps_config_last_error(cfg)))
+            .to_str()
+            .unwrap()
+            .to_owned();
+        assert!(m.contains("pkcs11"), "{m}");
+        assert!(!m.contains("31337"), "{m}");
+        assert_eq!(
+            dps_config_set_pkcs11_hmac(cfg, uri.as_ptr(), null(), pin.as_ptr()),
+            DPS_ERR_UNSUPPORTED
+        );
+        dps_config_free(cfg);
+    }
+}

@@ -5,6 +5,9 @@
 //! own `log` logger, so it is a separate test target.
 
 use dps_test_support as support;
+#[cfg(feature = "pkcs11")]
+#[path = "pkcs11_support/mod.rs"]
+mod pkcs11_support;
 
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -208,6 +211,11 @@ thumbprint = "{thumb}"
     let generated_key = r.issued_private_key_pem.clone().expect("generated key");
     texts.push(format!("{generated_key:?}"));
 
+    // 6. PKCS#11 (with the `pkcs11` feature): registrations with the PIN as a setter and in
+    //    the URI, a wrong PIN, Debug of the URI, the signer, the credential and the config.
+    #[cfg(feature = "pkcs11")]
+    pkcs11_texts(&mut texts);
+
     // Let the last log lines land.
     std::thread::sleep(Duration::from_millis(50));
     let t1 = unix_now();
@@ -283,4 +291,83 @@ thumbprint = "{thumb}"
         canaries.len()
     );
     assert!(leaks.is_empty(), "secrets leaked:\n{}", leaks.join("\n"));
+}
+
+/// Runs PKCS#11 registrations with a canary PIN and collects every error and Debug text.
+#[cfg(feature = "pkcs11")]
+fn pkcs11_texts(texts: &mut Vec<String>) {
+    use dps::pkcs11::{Pkcs11HmacKey, Pkcs11Signer, Pkcs11Uri};
+    use pkcs11_support::*;
+    const PIN: &str = "CANARY-pkcs11-pin";
+    let t = softhsm().new_token(&unique("secrets"), PIN);
+    t.generate_ec("ec", b"\x01", OID_P256);
+    let key = base64::engine::general_purpose::STANDARD
+        .decode(KEY)
+        .unwrap();
+    t.create_hmac_key("sas", b"\x02", &key);
+    let bare = |o: &str| format!("pkcs11:token={};object={o}", t.label);
+    let mut uri = Pkcs11Uri::parse(&bare("ec")).unwrap();
+    uri.set_module_path(SOFTHSM_MODULE).set_pin(PIN);
+    texts.push(format!("{uri} {uri:?}"));
+    let signer = std::sync::Arc::new(Pkcs11Signer::open(&uri).unwrap());
+    texts.push(format!("{signer:?}"));
+    let (_, der) = self_signed_certificate(&signer, "secrets-hsm");
+    t.store_certificate("ec", b"\x01", &der);
+    let thumb: String = ring::digest::digest(&ring::digest::SHA256, &der)
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02X}"))
+        .collect();
+    let emu = emulator(&format!(
+        "[[enrollments]]\nregistration_id = \"secrets-hsm\"\nattestation = \"x509\"\nthumbprint = \"{thumb}\"\n"
+    ));
+    // The PIN in the URI (pin-value) and as a setter; certificate from the token.
+    let in_uri = Pkcs11Uri::parse(&format!(
+        "{}?module-path={SOFTHSM_MODULE}&pin-value={PIN}",
+        bare("ec")
+    ))
+    .unwrap();
+    texts.push(format!("{in_uri} {in_uri:?}"));
+    for u in [&uri, &in_uri] {
+        let cred = dps::pkcs11::x509_credential(u, None).unwrap();
+        texts.push(format!("{cred:?}"));
+        let mut b = builder(&emu, "secrets-hsm");
+        b.x509(cred);
+        texts.push(format!("{b:?}"));
+        let mut c = client(&b);
+        c.register().expect("token key registers");
+        texts.push(format!("{:?}", c.config()));
+    }
+    let mut sas = Pkcs11Uri::parse(&bare("sas")).unwrap();
+    sas.set_module_path(SOFTHSM_MODULE).set_pin(PIN);
+    let h = std::sync::Arc::new(Pkcs11HmacKey::open(&sas).unwrap());
+    texts.push(format!("{h:?}"));
+    let mut b = builder(&emu, "dev-sym");
+    b.hmac_key(h);
+    texts.push(format!("{b:?}"));
+    client(&b).register().expect("token HMAC key registers");
+    // Wrong PINs, as a setter and in the URI, on a token nobody is logged in to (a login
+    // is shared by the process): the errors.
+    let t2 = softhsm().new_token(&unique("secrets-wrong"), PIN);
+    t2.generate_ec("ec", b"\x01", OID_P256);
+    t2.create_hmac_key("sas", b"\x02", &key);
+    let bare = |o: &str| format!("pkcs11:token={};object={o}", t2.label);
+    let mut wrong = Pkcs11Uri::parse(&bare("ec")).unwrap();
+    wrong
+        .set_module_path(SOFTHSM_MODULE)
+        .set_pin("CANARY-wrong-pin");
+    let e = Pkcs11Signer::open(&wrong).unwrap_err();
+    assert_eq!(e.kind, dps::ErrorKind::Pkcs11Pin, "{e}");
+    texts.push(format!("{e} {e:?} {wrong:?}"));
+    let w2 = Pkcs11Uri::parse(&format!(
+        "{}?module-path={SOFTHSM_MODULE}&pin-value=CANARY-wrong-pin2",
+        bare("sas")
+    ))
+    .unwrap();
+    let e = Pkcs11HmacKey::open(&w2).unwrap_err();
+    assert_eq!(e.kind, dps::ErrorKind::Pkcs11Pin, "{e}");
+    texts.push(format!("{e} {e:?} {w2:?}"));
+    // A malformed URI carrying a PIN.
+    let e = Pkcs11Uri::parse("pkcs11:token=x?pin-value=CANARY-bad-uri-pin").unwrap_err();
+    texts.push(format!("{e} {e:?}"));
 }

@@ -13,6 +13,9 @@ pub enum Kind {
     Value,
     /// Takes one value; may be repeated.
     Repeated,
+    /// Takes a value if one follows (`--opt=V`, or a next argument not starting with `-`);
+    /// given alone, its value is empty.
+    Optional,
 }
 
 /// One known option.
@@ -39,6 +42,28 @@ const fn repeated(name: &'static str) -> Spec {
         kind: Kind::Repeated,
     }
 }
+
+const fn optional(name: &'static str) -> Spec {
+    Spec {
+        name,
+        kind: Kind::Optional,
+    }
+}
+
+/// TPM attestation options of `register`.
+pub const TPM: &[Spec] = &[
+    optional("--tpm"),
+    value("--tpm-handles"),
+    flag("--tpm-create-missing"),
+];
+
+/// `dps tpm-info`.
+pub const TPM_INFO: &[Spec] = &[
+    value("--tcti"),
+    value("--tpm-handles"),
+    flag("--tpm-create-missing"),
+    flag("--json"),
+];
 
 /// Connection and device options shared by `register` and `lookup`.
 pub const CONNECTION: &[Spec] = &[
@@ -68,6 +93,10 @@ pub const CREDENTIALS: &[Spec] = &[
     value("--key-password"),
     value("--pkcs12"),
     value("--pkcs12-password"),
+    value("--pkcs11-uri"),
+    value("--pkcs11-hmac-uri"),
+    value("--pkcs11-module"),
+    value("--pkcs11-pin"),
 ];
 
 /// Output options.
@@ -216,6 +245,23 @@ pub fn parse(command: &str, args: &[OsString], tables: &[&[Spec]]) -> Result<Par
                 }
                 *p.flags.entry(spec.name).or_default() += 1;
             }
+            Kind::Optional => {
+                let v = match inline {
+                    Some(v) => v,
+                    None => match args.get(i).and_then(|a| a.to_str()) {
+                        Some(next) if !next.starts_with('-') => {
+                            i += 1;
+                            next.to_owned()
+                        }
+                        _ => String::new(),
+                    },
+                };
+                let slot = p.values.entry(spec.name).or_default();
+                if !slot.is_empty() {
+                    return Err(format!("{name} is given more than once"));
+                }
+                slot.push(v);
+            }
             Kind::Value | Kind::Repeated => {
                 let v = match inline {
                     Some(v) => v,
@@ -269,6 +315,19 @@ mod tests {
 
     fn os(v: &[&str]) -> Vec<OsString> {
         v.iter().map(OsString::from).collect()
+    }
+
+    #[test]
+    fn an_optional_value_takes_a_following_word_or_nothing() {
+        let t: &[&[Spec]] = &[TPM, CONNECTION];
+        let p = parse("register", &os(&["--tpm", "--id-scope", "x"]), t).unwrap();
+        assert_eq!(p.value("--tpm"), Some(""));
+        assert_eq!(p.value("--id-scope"), Some("x"));
+        let p = parse("register", &os(&["--tpm", "swtpm:port=1"]), t).unwrap();
+        assert_eq!(p.value("--tpm"), Some("swtpm:port=1"));
+        let p = parse("register", &os(&["--tpm=mssim"]), t).unwrap();
+        assert_eq!(p.value("--tpm"), Some("mssim"));
+        assert!(parse("register", &os(&["--tpm", "--tpm"]), t).is_err());
     }
 
     #[test]

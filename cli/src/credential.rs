@@ -1,5 +1,6 @@
 //! The device credential from the options: exactly one of `--symmetric-key`, `--group-key`,
-//! `--cert` [`--private-key`] [`--key-password`] or `--pkcs12` [`--pkcs12-password`].
+//! `--cert` [`--private-key`] [`--key-password`], `--pkcs12` [`--pkcs12-password`], or a key
+//! in a PKCS#11 token (`--pkcs11-uri` [`--cert`], `--pkcs11-hmac-uri`: see `pkcs11.rs`).
 //! Errors name the file they are about: the key file for a key or password problem, the
 //! certificate file for a certificate problem.
 
@@ -12,14 +13,27 @@ use crate::inputs::{read_file, secret};
 
 /// Checks the credential options and puts the credential into `b`.
 pub fn apply(p: &Parsed, b: &mut ConfigBuilder) -> Res<()> {
-    let creds: Vec<&str> = ["--symmetric-key", "--group-key", "--cert", "--pkcs12"]
-        .into_iter()
-        .filter(|o| p.has(o))
-        .collect();
+    crate::tpm::check_options(p)?;
+    let token_key = p.has("--pkcs11-uri");
+    let creds: Vec<&str> = [
+        "--symmetric-key",
+        "--group-key",
+        "--cert",
+        "--pkcs12",
+        "--tpm",
+        "--pkcs11-uri",
+        "--pkcs11-hmac-uri",
+    ]
+    .into_iter()
+    // With --pkcs11-uri, --cert is the certificate of the token's key.
+    .filter(|o| p.has(o) && !(token_key && *o == "--cert"))
+    .collect();
     match creds.as_slice() {
         [] => {
             return Err(Failure::Usage(
-                "a credential is required: --symmetric-key, --group-key, --cert or --pkcs12".into(),
+                "a credential is required: --symmetric-key, --group-key, --cert, --pkcs12, \
+                 --pkcs11-uri, --pkcs11-hmac-uri or --tpm"
+                    .into(),
             ));
         }
         [_] => {}
@@ -30,6 +44,11 @@ pub fn apply(p: &Parsed, b: &mut ConfigBuilder) -> Res<()> {
             )));
         }
     }
+    if token_key && p.has("--private-key") {
+        return Err(Failure::Usage(
+            "--private-key does not go with --pkcs11-uri (the key is in the token)".into(),
+        ));
+    }
     for (opt, needs) in [
         ("--private-key", "--cert"),
         ("--key-password", "--cert"),
@@ -39,7 +58,12 @@ pub fn apply(p: &Parsed, b: &mut ConfigBuilder) -> Res<()> {
             return Err(Failure::Usage(format!("{opt} needs {needs}")));
         }
     }
-    if let Some(k) = p.value("--symmetric-key") {
+    if crate::pkcs11::apply(p, b)? {
+        return Ok(());
+    }
+    if p.has("--tpm") {
+        crate::tpm::apply(p, b)?;
+    } else if let Some(k) = p.value("--symmetric-key") {
         b.symmetric_key(&secret("--symmetric-key", k)?)?;
     } else if let Some(k) = p.value("--group-key") {
         b.group_key(&secret("--group-key", k)?)?;

@@ -16,10 +16,12 @@ mod library;
 mod logging;
 mod lookup;
 mod output;
+mod pkcs11;
 mod register;
 mod sas;
 mod saved;
 mod setup;
+mod tpm;
 
 use std::ffi::OsString;
 use std::io::Write;
@@ -36,6 +38,7 @@ Usage:
   dps lookup [OPTIONS]        show the device's current registration (not billable, no re-registration)
   dps derive-key [OPTIONS]    derive a device key from an enrollment group key
   dps sas [OPTIONS]           print a DPS SAS token for a device
+  dps tpm-info [OPTIONS]      print a TPM's EK-derived registration ID and EK for an enrollment
   dps help [COMMAND]          this help, or a command's
   dps --version
 
@@ -54,6 +57,10 @@ Examples:
   # Group enrollment, key from the environment, payload, JSON for scripts
   DPS_GROUP_KEY=... dps register --id-scope 0ne00ABCDEF --registration-id sn-0042 \\
       --group-key env:DPS_GROUP_KEY --payload '{\"model\":\"x1\"}' --json
+
+  # TPM attestation: enrollment data, then registration through the TPM
+  dps tpm-info --tcti device:/dev/tpmrm0
+  dps register --id-scope 0ne00ABCDEF --tpm
 
 Exit codes:
   0  success
@@ -104,6 +111,7 @@ fn run(argv: &[OsString]) -> Res<u8> {
                     "lookup" => lookup::HELP,
                     "derive-key" => derive_key::HELP,
                     "sas" => sas::HELP,
+                    "tpm-info" => tpm::HELP,
                     "" => HELP,
                     other => return Err(Failure::Usage(format!("unknown command {other:?}"))),
                 }
@@ -123,6 +131,7 @@ fn run(argv: &[OsString]) -> Res<u8> {
                     args::CREDENTIALS,
                     args::OUTPUT,
                     args::REGISTER_ONLY,
+                    args::TPM,
                 ],
             )?;
             if p.help {
@@ -159,8 +168,16 @@ fn run(argv: &[OsString]) -> Res<u8> {
             }
             sas::run(&p)
         }
+        "tpm-info" => {
+            let p = parse(cmd, rest, &[args::TPM_INFO])?;
+            if p.help {
+                print!("{}", tpm::HELP);
+                return Ok(exit::OK);
+            }
+            tpm::run_info(&p)
+        }
         other => Err(Failure::Usage(format!(
-            "unknown command {other:?} (commands: register, lookup, derive-key, sas, help)"
+            "unknown command {other:?} (commands: register, lookup, derive-key, sas, tpm-info, help)"
         ))),
     }
 }

@@ -21,7 +21,8 @@ Usage: dps register --id-scope SCOPE [--registration-id ID] CREDENTIAL [OPTIONS]
 Device:
   --id-scope SCOPE            DPS ID scope (env DPS_ID_SCOPE)
   --registration-id ID        registration ID (env DPS_REGISTRATION_ID); with X.509 it
-                              defaults to the certificate's subject CN
+                              defaults to the certificate's subject CN, with --tpm to
+                              the EK-derived ID
 Credential (exactly one):
   --symmetric-key KEY         individual enrollment key (base64)
   --group-key KEY             enrollment group key (base64); the device key is derived
@@ -31,7 +32,20 @@ Credential (exactly one):
   --key-password PW           password of an encrypted private key
   --pkcs12 FILE               PKCS#12 (.pfx/.p12) file with chain and key
   --pkcs12-password PW        its password (default: empty)
-  Secret values (KEY, PW) may be given as VALUE, env:NAME (environment variable),
+  --tpm [TCTI]                TPM attestation (default TCTI device:/dev/tpmrm0, or env
+                              DPS_TPM_TCTI; e.g. swtpm:host=127.0.0.1,port=2321); the
+                              registration ID defaults to the EK-derived one (dps tpm-info)
+  --tpm-handles EK,SRK,ID     persistent handles in hex (0 = default 0x81010001,
+                              0x81000001, 0x81000100; ID is replaced by each registration)
+  --tpm-create-missing        create the EK and SRK from the standard templates if absent
+  --pkcs11-uri URI            X.509 key in a PKCS#11 token (RFC 7512, e.g.
+                              'pkcs11:token=dps;object=device-key'); the certificate
+                              from --cert FILE, else the one stored beside the key
+  --pkcs11-hmac-uri URI       symmetric (SAS) key in a PKCS#11 token (a generic secret)
+  --pkcs11-module PATH        the PKCS#11 module, unless the URI has module-path=
+  --pkcs11-pin PIN            the token's user PIN, unless the URI has pin-value= or
+                              pin-source=
+  Secret values (KEY, PW, PIN) may be given as VALUE, env:NAME (environment variable),
   @FILE (first line of a file) or - (first line of stdin), to keep them out of `ps`.
 Connection:
   --endpoint HOST[:PORT]      DPS endpoint (env DPS_ENDPOINT; default
@@ -69,6 +83,8 @@ Examples:
   dps register --id-scope 0ne00ABCDEF --pkcs12 device.p12 --pkcs12-password env:P12_PASS --json
   dps register --id-scope 0ne00ABCDEF --cert dev.pem --private-key dev.key \\
       --use-saved /var/lib/dps/assignment.json
+  dps register --id-scope 0ne00ABCDEF --pkcs11-uri 'pkcs11:token=dps;object=device-key' \\
+      --pkcs11-module /usr/lib/softhsm/libsofthsm2.so --pkcs11-pin env:DPS_PIN
 
 Exit codes: 0 ok, 2 usage, 3 credential/file, 4 network/TLS, 5 refused by DPS,
 6 registration failed/disabled, 7 deadline/cancelled, 1 internal (see `dps --help`).

@@ -30,6 +30,7 @@ __all__ = [
     "set_log_level",
     "load_library",
     "PemSource",
+    "SIGNATURE_SCHEMES",
     "TRACE",
 ]
 
@@ -354,6 +355,29 @@ def derive_device_key(group_key: str, registration_id: str) -> str:
     return buf.raw[: n.value].decode("ascii")
 
 
+def tpm_info(tcti: Optional[str] = None, *, create_missing: bool = False,
+             library: Union[str, "os.PathLike[str]", None] = None) -> Tuple[str, str]:
+    """``(registration_id, endorsement_key)`` of the TPM at ``tcti`` (default
+    ``device:/dev/tpmrm0``): the EK-derived registration ID and the base64 EK
+    TPM2B_PUBLIC an Azure portal TPM enrollment takes. ``create_missing`` creates
+    the EK and SRK from the standard templates when absent. Needs a ``libdps``
+    built with the ``tpm`` feature (else :class:`~dps.UsageError`, UNSUPPORTED).
+    """
+    lib = _lib(library)
+    rid = ctypes.create_string_buffer(64)
+    ek = ctypes.create_string_buffer(4096)
+    n = c_size_t(0)
+    err = _native.ErrorP()
+    st = lib.dps_tpm_info(_enc(tcti, "tcti"), 0, 0, 1 if create_missing else 0,
+                          rid, len(rid), ek, len(ek), byref(n), byref(err))
+    if st != Status.OK:
+        try:
+            raise _error_from_ptr(lib, st, err)
+        finally:
+            lib.dps_error_free(err)
+    return rid.value.decode("ascii"), ek.raw[: n.value].decode("ascii")
+
+
 # --------------------------------------------------------------------------------------------
 # Configuration
 
@@ -410,21 +434,34 @@ def _configure(
     api_version: Optional[str],
     force_registration: bool,
     user_agent_suffix: Optional[str],
+    tpm: Union[str, bool, None] = None,
+    tpm_handles: Optional[Tuple[int, int, int]] = None,
+    tpm_create_missing: bool = False,
+    external: Sequence[str] = (),
 ) -> None:
     kinds = [n for n, v in (("symmetric_key", symmetric_key), ("group_key", group_key), ("cert", cert), ("pkcs12", pkcs12)) if v is not None]
+    if tpm not in (None, False):
+        kinds.append("tpm")
+    if external:  # signer, hmac, pkcs11_uri, pkcs11_hmac_uri: set by _configure_key
+        kinds = [k for k in kinds if k != "cert"] + list(external)
     if len(kinds) > 1:
         raise UsageError(Status.INVALID_ARGUMENT, f"give one credential, not {' and '.join(kinds)}")
     if not kinds:
-        raise UsageError(Status.NO_CREDENTIAL, "no credential: give symmetric_key, group_key, cert (+ key) or pkcs12")
-    if key is not None and cert is None:
+        raise UsageError(Status.NO_CREDENTIAL, "no credential: give symmetric_key, group_key, cert (+ key), pkcs12, signer, hmac, pkcs11_uri or pkcs11_hmac_uri")
+    if key is not None and cert is None and not external:
         raise UsageError(Status.INVALID_ARGUMENT, "key is given without cert")
     lib = cfg.lib
 
-    if symmetric_key is not None:
+    if tpm not in (None, False):
+        # tpm=True: the default TCTI (device:/dev/tpmrm0); tpm="swtpm:host=...,port=...".
+        ek_h, srk_h, id_h = tpm_handles or (0, 0, 0)
+        tcti = None if tpm is True else _enc(tpm, "tpm")  # type: ignore[arg-type]
+        cfg.call("dps_config_set_tpm", tcti, ek_h, srk_h, id_h, 1 if tpm_create_missing else 0)
+    elif symmetric_key is not None:
         cfg.call("dps_config_set_symmetric_key", _enc(symmetric_key, "symmetric_key"))
     elif group_key is not None:
         cfg.call("dps_config_set_group_key", _enc(group_key, "group_key"))
-    elif cert is not None:
+    elif cert is not None and not external:
         cpath, ctext = _pem(cert, "cert")
         kpath, ktext = _pem(key if key is not None else cert, "key")
         pw = _enc(key_password, "key_password")
@@ -500,6 +537,114 @@ def _configure(
 
 
 # --------------------------------------------------------------------------------------------
+# Keys the library never sees: a signer callable, an HMAC callable, PKCS#11 tokens
+
+#: The ``scheme`` a ``signer`` callable receives, and the digest it signs.
+SIGNATURE_SCHEMES = {
+    1: "ecdsa-p256-sha256",  # 32-byte SHA-256 digest; return DER or raw r||s (64 bytes)
+    2: "ecdsa-p384-sha384",  # 48-byte SHA-384 digest; DER or raw r||s (96 bytes)
+    3: "rsa-pkcs1-sha256",  # 32-byte SHA-256 digest; RSASSA-PKCS1-v1_5 (DigestInfo added by the signer)
+    4: "rsa-pss-sha256",  # 32-byte SHA-256 digest; RSASSA-PSS, MGF1-SHA-256, 32-byte salt
+}
+
+#: ``signer(scheme, digest) -> signature``
+Signer = Callable[[str, bytes], bytes]
+#: ``hmac(data) -> 32-byte HMAC-SHA256``
+HmacFunction = Callable[[bytes], bytes]
+
+
+class _ExternalKey:
+    """The C trampolines for a ``signer``/``hmac`` callable, kept alive as long as the client
+    (the C config and client call them), and the exception a callable raised, re-raised to the
+    caller of the library function that called it."""
+
+    def __init__(self, signer: Optional[Signer], hmac: Optional[HmacFunction]) -> None:
+        self._signer = signer
+        self._hmac = hmac
+        self.error: Optional[BaseException] = None
+        self.sign_cb = _native.SIGN_CALLBACK(self._sign) if signer is not None else None
+        self.hmac_cb = _native.HMAC_CALLBACK(self._mac) if hmac is not None else None
+
+    def _sign(self, _ud: Any, scheme: int, digest: Any, digest_len: int, sig: Any, cap: int, sig_len: Any) -> int:
+        try:
+            name = SIGNATURE_SCHEMES.get(scheme)
+            if name is None:
+                raise ValueError(f"unknown signature scheme {scheme}")
+            out = self._signer(name, ctypes.string_at(digest, digest_len))  # type: ignore[misc]
+            if not isinstance(out, (bytes, bytearray, memoryview)):
+                raise TypeError(f"the signer returned {type(out).__name__}, not bytes")
+            out = bytes(out)
+            if not 0 < len(out) <= cap:
+                raise ValueError(f"the signer returned {len(out)} bytes (1..{cap} allowed)")
+            ctypes.memmove(sig, out, len(out))
+            sig_len[0] = len(out)
+            return 0
+        except BaseException as e:  # noqa: BLE001 - re-raised to the caller
+            self.error = e
+            return 1
+
+    def _mac(self, _ud: Any, data: Any, n: int, mac: Any) -> int:
+        try:
+            out = self._hmac(ctypes.string_at(data, n))  # type: ignore[misc]
+            if not isinstance(out, (bytes, bytearray, memoryview)) or len(out) != 32:
+                raise ValueError("the hmac callable must return the 32-byte HMAC-SHA256")
+            ctypes.memmove(mac, bytes(out), 32)
+            return 0
+        except BaseException as e:  # noqa: BLE001 - re-raised to the caller
+            self.error = e
+            return 1
+
+    def reraise(self, err: DpsError) -> DpsError:
+        """``err`` (the library's DPS_ERR_SIGNER_FAILED); raises the callable's exception instead,
+        chained from ``err``, when there is one."""
+        e, self.error = self.error, None
+        if e is not None and err.status == Status.SIGNER_FAILED:
+            raise e from err
+        return err
+
+
+def _configure_key(
+    cfg: _Config,
+    ext: _ExternalKey,
+    *,
+    cert: Optional[PemSource],
+    key: Optional[PemSource],
+    pkcs11_uri: Optional[str],
+    pkcs11_hmac_uri: Optional[str],
+    pkcs11_module: Union[str, "os.PathLike[str]", None],
+    pkcs11_pin: Optional[str],
+) -> None:
+    """Sets the credential whose key the library never sees (``signer``, ``hmac``, PKCS#11)."""
+    if key is not None:
+        raise UsageError(Status.INVALID_ARGUMENT, "key does not go with signer or pkcs11_uri: the key is elsewhere")
+    chain: Optional[bytes] = None
+    if cert is not None:
+        cpath, ctext = _pem(cert, "cert")
+        chain = ctext if ctext is not None else _read(cpath, "certificate file")  # type: ignore[arg-type]
+    module = os.fsencode(pkcs11_module) if pkcs11_module is not None else None
+    pin = _enc(pkcs11_pin, "pkcs11_pin")
+    try:
+        if ext.sign_cb is not None:
+            if chain is None:
+                raise UsageError(Status.INVALID_ARGUMENT, "signer needs cert (the certificate chain, leaf first)")
+            cfg.call("dps_config_set_x509_signer", chain, ext.sign_cb, None)
+        elif ext.hmac_cb is not None:
+            if cert is not None:
+                raise UsageError(Status.INVALID_ARGUMENT, "cert does not go with hmac")
+            cfg.call("dps_config_set_hmac_callback", ext.hmac_cb, None)
+        elif pkcs11_uri is not None:
+            cfg.call("dps_config_set_pkcs11_x509", _enc(pkcs11_uri, "pkcs11_uri"), chain, module, pin)
+        elif pkcs11_hmac_uri is not None:
+            if cert is not None:
+                raise UsageError(Status.INVALID_ARGUMENT, "cert does not go with pkcs11_hmac_uri")
+            cfg.call("dps_config_set_pkcs11_hmac", _enc(pkcs11_hmac_uri, "pkcs11_hmac_uri"), module, pin)
+    except DpsError as err:
+        raise ext.reraise(err) from None
+    finally:
+        del pin
+
+
+# --------------------------------------------------------------------------------------------
 # Client
 
 
@@ -515,10 +660,30 @@ class Client:
     - ``cert`` (+ ``key``, ``key_password``): a PEM certificate chain (leaf
       first) and its private key, as file paths, PEM ``str`` or ``bytes``;
       ``key`` may be left out when ``cert`` also holds the key;
-    - ``pkcs12`` (+ ``pkcs12_password``): a ``.pfx``/``.p12`` file path or bytes.
+    - ``pkcs12`` (+ ``pkcs12_password``): a ``.pfx``/``.p12`` file path or bytes;
+    - ``signer`` (+ ``cert``): a callable ``signer(scheme, digest) -> bytes`` holding the
+      certificate's private key (the ``cryptography`` package, a vendor SDK, a secure
+      element); ``scheme`` is one of :data:`SIGNATURE_SCHEMES`' values, ``digest`` the
+      hash to sign (the library hashes); return DER or raw ``r||s`` for ECDSA, the
+      signature for RSA. It is called once during ``Client(...)`` (the signature is checked
+      against ``cert``) and for each TLS handshake, on the thread calling the library;
+    - ``hmac``: a callable ``hmac(data) -> bytes`` returning the 32-byte HMAC-SHA256 of the
+      SAS string-to-sign with the device key;
+    - ``pkcs11_uri`` (+ ``cert``, else the certificate stored in the token): the X.509 key
+      in a PKCS#11 token, an RFC 7512 URI; ``pkcs11_hmac_uri``: the SAS key as a generic
+      secret in a token; both with ``pkcs11_module`` (the module's path) and ``pkcs11_pin``
+      unless the URI has ``module-path=`` and ``pin-value=``/``pin-source=``.
+
+    An exception raised by ``signer`` or ``hmac`` fails the library call with
+    ``DPS_ERR_SIGNER_FAILED`` and is re-raised to the caller (chained from that
+    :class:`~dps.DpsError`). The callables are kept alive as long as the client.
+
+    - ``tpm`` (+ ``tpm_handles`` ``(ek, srk, identity)``, 0 for a default, and
+      ``tpm_create_missing``): TPM attestation, ``True`` for the default TCTI
+      ``device:/dev/tpmrm0`` or a TCTI string such as ``"swtpm:host=H,port=P"``.
 
     With an X.509 credential ``registration_id`` may be ``None``: the
-    certificate's subject CN is used.
+    certificate's subject CN is used; with ``tpm``, the EK-derived ID.
 
     Other options: ``payload`` (a dict sent as the custom allocation payload),
     ``endpoint`` (``host`` or ``host:port``; default
@@ -562,6 +727,15 @@ class Client:
         user_agent_suffix: Optional[str] = None,
         on_status: Optional[StatusCallback] = None,
         library: Union[str, "os.PathLike[str]", None] = None,
+        tpm: Union[str, bool, None] = None,
+        tpm_handles: Optional[Tuple[int, int, int]] = None,
+        tpm_create_missing: bool = False,
+        signer: Optional[Signer] = None,
+        hmac: Optional[HmacFunction] = None,
+        pkcs11_uri: Optional[str] = None,
+        pkcs11_hmac_uri: Optional[str] = None,
+        pkcs11_module: Union[str, "os.PathLike[str]", None] = None,
+        pkcs11_pin: Optional[str] = None,
     ) -> None:
         self._h = _native.ClientP()
         self._lib = _lib(library)
@@ -574,6 +748,11 @@ class Client:
         self._events: List[Tuple[int, int, int]] = []  # queued by C, delivered by the caller
         self._on_status: Optional[StatusCallback] = None
         self._trampoline: Optional[Any] = None  # kept alive while C holds it
+        # signer/hmac trampolines: kept alive as long as this object (the C client calls them).
+        self._key = _ExternalKey(signer, hmac)
+        external = [n for n, v in (("signer", signer), ("hmac", hmac), ("pkcs11_uri", pkcs11_uri), ("pkcs11_hmac_uri", pkcs11_hmac_uri)) if v is not None]
+        if (pkcs11_module is not None or pkcs11_pin is not None) and pkcs11_uri is None and pkcs11_hmac_uri is None:
+            raise UsageError(Status.INVALID_ARGUMENT, "pkcs11_module and pkcs11_pin need pkcs11_uri or pkcs11_hmac_uri")
         with _Config(self._lib, id_scope, registration_id) as cfg:
             _configure(
                 cfg,
@@ -597,7 +776,22 @@ class Client:
                 api_version=api_version,
                 force_registration=force_registration,
                 user_agent_suffix=user_agent_suffix,
+                tpm=tpm,
+                tpm_handles=tpm_handles,
+                tpm_create_missing=tpm_create_missing,
+                external=external,
             )
+            if external:
+                _configure_key(
+                    cfg,
+                    self._key,
+                    cert=cert,
+                    key=key,
+                    pkcs11_uri=pkcs11_uri,
+                    pkcs11_hmac_uri=pkcs11_hmac_uri,
+                    pkcs11_module=pkcs11_module,
+                    pkcs11_pin=pkcs11_pin,
+                )
             err = _native.ErrorP()
             h = _native.ClientP()
             st = self._lib.dps_client_new(cfg.ptr, byref(h), byref(err))
@@ -747,8 +941,10 @@ class Client:
 
     def cancel(self) -> None:
         """Cancels the registration or lookup in progress: it raises
-        :class:`~dps.CancelledError` promptly. Safe from any thread and from the
-        status callback."""
+        :class:`~dps.CancelledError` promptly. A cancel made while nothing is in
+        progress is kept and ends the next registration or lookup at once (a
+        watchdog racing the start never loses it); each cancel ends one call.
+        Safe from any thread and from the status callback."""
         with self._handle_lock:
             if self._h:
                 self._lib.dps_client_cancel(self._h)
@@ -845,7 +1041,8 @@ class Client:
             return self._take(out)
 
     def _last_error(self, st: int) -> DpsError:
-        return _error_from_ptr(self._lib, st, self._lib.dps_client_last_error(self._h))
+        err = _error_from_ptr(self._lib, st, self._lib.dps_client_last_error(self._h))
+        return self._key.reraise(err)
 
     def _take(self, reg: Any) -> Registration:
         """Copies a ``dps_registration*`` into a :class:`Registration` and frees it."""

@@ -27,6 +27,7 @@ from ctypes import (
     c_bool,
     c_char,
     c_char_p,
+    c_int32,
     c_int64,
     c_size_t,
     c_uint8,
@@ -42,6 +43,8 @@ __all__ = [
     "library_candidates",
     "EVENT_CALLBACK",
     "LOG_CALLBACK",
+    "SIGN_CALLBACK",
+    "HMAC_CALLBACK",
     "EXPECTED_MAJOR",
 ]
 
@@ -88,6 +91,13 @@ dps_status = c_uint32
 EVENT_CALLBACK = CFUNCTYPE(None, c_void_p, c_uint32, c_uint32, dps_status)
 #: ``void (*)(void *userdata, uint32_t level, const char *message)``
 LOG_CALLBACK = CFUNCTYPE(None, c_void_p, c_uint32, c_char_p)
+#: ``int (*)(void *userdata, uint32_t scheme, const uint8_t *digest, size_t digest_len,
+#: uint8_t *sig, size_t sig_cap, size_t *sig_len)``
+SIGN_CALLBACK = CFUNCTYPE(
+    c_int32, c_void_p, c_uint32, POINTER(c_uint8), c_size_t, POINTER(c_uint8), c_size_t, POINTER(c_size_t)
+)
+#: ``int (*)(void *userdata, const uint8_t *data, size_t len, uint8_t *mac)``
+HMAC_CALLBACK = CFUNCTYPE(c_int32, c_void_p, POINTER(c_uint8), c_size_t, POINTER(c_uint8))
 
 # name: (restype, argtypes)
 _SIGNATURES = {
@@ -117,6 +127,16 @@ _SIGNATURES = {
         [ConfigP, POINTER(c_uint8), c_size_t, c_char_p],
     ),
     "dps_config_set_pkcs12_file": (dps_status, [ConfigP, c_char_p, c_char_p]),
+    "dps_config_set_tpm": (dps_status, [ConfigP, c_char_p, c_uint32, c_uint32, c_uint32, c_uint32]),
+    "dps_tpm_info": (
+        dps_status,
+        [c_char_p, c_uint32, c_uint32, c_uint32, POINTER(c_char), c_size_t, POINTER(c_char), c_size_t,
+         POINTER(c_size_t), POINTER(ErrorP)],
+    ),
+    "dps_config_set_x509_signer": (dps_status, [ConfigP, c_char_p, SIGN_CALLBACK, c_void_p]),
+    "dps_config_set_hmac_callback": (dps_status, [ConfigP, HMAC_CALLBACK, c_void_p]),
+    "dps_config_set_pkcs11_x509": (dps_status, [ConfigP, c_char_p, c_char_p, c_char_p, c_char_p]),
+    "dps_config_set_pkcs11_hmac": (dps_status, [ConfigP, c_char_p, c_char_p, c_char_p]),
     "dps_config_set_payload_json": (dps_status, [ConfigP, c_char_p]),
     "dps_config_set_endpoint": (dps_status, [ConfigP, c_char_p]),
     "dps_config_set_api_version": (dps_status, [ConfigP, c_char_p]),

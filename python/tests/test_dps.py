@@ -285,9 +285,12 @@ def test_cancel_from_another_thread(emu: Emu) -> None:
             c.register()
         assert time.monotonic() - t0 < 3
         assert events[-1].event is dps.Event.FAILED and events[-1].cause == dps.Status.CANCELLED
-    # The client stays usable after a cancel.
+    # A cancel before a registration is not lost: it ends the next one at once,
+    # and only that one; the client stays usable.
     with dps.Client(SCOPE, "dev-sym", symmetric_key=KEY, **emu.opts()) as c:
-        c.cancel()  # before a registration: no effect on the next one
+        c.cancel()
+        with pytest.raises(dps.CancelledError):
+            c.register()
         assert c.register().device_id == "dev-sym-device"
 
 

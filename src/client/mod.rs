@@ -19,8 +19,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::config::Config;
-use crate::credential::TokenCache;
 use crate::credential::x509::csr::check_issued_chain;
+use crate::credential::{Challenge, TokenCache};
 use crate::error::{Error, ErrorKind, Result};
 use crate::protocol::wire::{self, Registration, RegistrationStatus};
 use crate::protocol::{self};
@@ -102,6 +102,8 @@ enum Outcome {
         cause: Error,
     },
     Restart(Error),
+    /// The credential answered a challenge to the PUT: send the PUT again.
+    Challenged,
     Fail(Error),
 }
 
@@ -234,6 +236,9 @@ impl Client {
         if self.run.is_none() {
             self.last_error = None;
             self.pacer.reset();
+            if first == Phase::Register {
+                self.tokens.start_registration();
+            }
             self.run = Some(Run {
                 phase: first,
                 deadline: now + self.config.deadline,
@@ -276,7 +281,7 @@ impl Client {
             Phase::Poll(_) => self.pacer.record(now),
             Phase::Lookup => {}
         }
-        let outcome = self.exchange(&phase, until);
+        let outcome = self.exchange(&phase, until, deadline);
         self.apply(outcome)
     }
 
@@ -349,6 +354,8 @@ impl Client {
             &self.config.registration_id,
             self.config.sas_ttl,
             self.clock.wall(),
+            until,
+            &self.cancel,
         )?;
         let req = Request {
             method,
@@ -369,7 +376,7 @@ impl Client {
         result
     }
 
-    fn exchange(&mut self, phase: &Phase, until: Instant) -> Outcome {
+    fn exchange(&mut self, phase: &Phase, until: Instant, deadline: Instant) -> Outcome {
         let cfg = self.config.clone();
         let result = match phase {
             Phase::Register => {
@@ -379,10 +386,18 @@ impl Client {
                     &cfg.api_version,
                     cfg.force_registration,
                 );
-                let body = wire::request_body_with_csr(
+                let mut extra = cfg.credential.register_fields();
+                if let Some(csr) = &cfg.csr {
+                    let member = wire::csr_member(&csr.der_base64);
+                    extra = Some(match extra {
+                        Some(e) => format!("{e},{member}"),
+                        None => member,
+                    });
+                }
+                let body = wire::register_body(
                     &cfg.registration_id,
                     cfg.payload_json.as_deref(),
-                    cfg.csr.as_ref().map(|c| c.der_base64.as_str()),
+                    extra.as_deref(),
                 );
                 self.send("PUT", &path, Some(body.as_bytes()), until)
             }
@@ -428,7 +443,7 @@ impl Client {
                     }
                 }
                 _ => match parse_json(&resp, |b| wire::parse_operation(b, &cfg.registration_id)) {
-                    Ok(op) => self.operation_outcome(op, &resp),
+                    Ok(op) => self.operation_outcome(op, &resp, deadline),
                     Err(e) => self.unparsable(e, &resp, polling),
                 },
             },
@@ -443,9 +458,24 @@ impl Client {
                 }
                 Outcome::Restart(service_error(&resp))
             }
-            // The marked place for a challenge round trip: a credential that answers a 401 to
-            // the PUT (TPM attestation, PROTOCOL.md 5.4) turns it into `Restart` here, after
-            // preparing its answer; every other credential fails.
+            // The challenge round trip: a credential that answers a 401 to the PUT (TPM
+            // attestation, PROTOCOL.md 5.4) prepares its answer and the PUT goes again; every
+            // other 401 fails.
+            retry::Action::Fail if resp.status == 401 && *phase == Phase::Register => {
+                match cfg.credential.answer_challenge(
+                    &mut self.tokens,
+                    &resp.body,
+                    deadline,
+                    &self.cancel,
+                ) {
+                    Challenge::Answered => Outcome::Challenged,
+                    Challenge::None => Outcome::Fail(service_error(&resp)),
+                    Challenge::Failed(_) if self.cancel.is_cancelled() => Outcome::Fail(
+                        Error::new(ErrorKind::Cancelled, "the registration was cancelled"),
+                    ),
+                    Challenge::Failed(e) => Outcome::Fail(with_http(e, &resp)),
+                }
+            }
             retry::Action::Fail => Outcome::Fail(service_error(&resp)),
         }
     }
@@ -464,7 +494,12 @@ impl Client {
         }
     }
 
-    fn operation_outcome(&self, op: wire::Operation, resp: &Response) -> Outcome {
+    fn operation_outcome(
+        &mut self,
+        op: wire::Operation,
+        resp: &Response,
+        deadline: Instant,
+    ) -> Outcome {
         let tracking = resp.request_id.clone();
         match op.status {
             RegistrationStatus::Assigning | RegistrationStatus::Unassigned => Outcome::Poll {
@@ -480,6 +515,12 @@ impl Client {
                         ErrorKind::MalformedResponse,
                         "DPS reported 'assigned' without assignedHub or deviceId",
                     );
+                    return Outcome::Fail(with_http(e, resp));
+                }
+                let credential = self.config.credential.clone();
+                if let Err(e) =
+                    credential.on_assigned(&mut self.tokens, &resp.body, deadline, &self.cancel)
+                {
                     return Outcome::Fail(with_http(e, resp));
                 }
                 let mut r = r;
@@ -612,6 +653,13 @@ impl Client {
                 run.phase = Phase::Register;
                 run.next_at = now;
                 run.last_failure = Some(cause);
+                Ok(Step::Pending(Duration::ZERO))
+            }
+            Outcome::Challenged => {
+                log::debug!("challenge answered; sending the registration again");
+                run.phase = Phase::Register;
+                run.attempt = 0;
+                run.next_at = now;
                 Ok(Step::Pending(Duration::ZERO))
             }
             Outcome::Fail(e) => Err(self.finish(e)),

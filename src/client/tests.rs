@@ -13,6 +13,9 @@ use crate::transport::{CancelToken, Request, Response, Stats};
 #[derive(Default)]
 struct Log {
     requests: Vec<(String, Duration)>,
+    /// Each request's `Authorization` and body.
+    #[cfg_attr(not(feature = "tpm"), allow(dead_code))]
+    details: Vec<(Option<String>, String)>,
 }
 
 struct FakeNet {
@@ -26,6 +29,10 @@ struct FakeNet {
 impl Exchange for FakeNet {
     fn send(&mut self, req: &Request<'_>, _until: Instant) -> Result<Response> {
         let at = self.clock.elapsed();
+        self.log.lock().unwrap().details.push((
+            req.authorization.map(str::to_owned),
+            String::from_utf8_lossy(req.body.unwrap_or_default()).into_owned(),
+        ));
         self.log.lock().unwrap().requests.push((
             format!("{} {}", req.method, req.path.split('?').next().unwrap()),
             at,
@@ -390,4 +397,259 @@ fn the_step_api_never_sleeps_and_reports_waits() {
         .wait(Duration::from_secs(2), &Arc::new(CancelToken::default()));
     assert!(matches!(h.client.step().unwrap(), Step::Done(_)));
     assert_eq!(h.requests(), [PUT, GET]);
+}
+
+/// The TPM challenge decisions (PROTOCOL.md 5.4) with a fake TPM whose identity key is the last
+/// blob it activated, so each signature shows which key made it.
+#[cfg(feature = "tpm")]
+mod tpm {
+    use super::*;
+    use crate::credential::TpmCredential;
+    use crate::credential::tpm::TpmDevice;
+    use crate::protocol::sas;
+    use base64::Engine as _;
+
+    #[derive(Default)]
+    struct FakeTpm {
+        activated: Mutex<Vec<Vec<u8>>>,
+    }
+
+    const EK: &[u8] = b"\x00\x04fake-ek";
+    const SRK: &[u8] = b"\x00\x05fake-srk";
+
+    impl TpmDevice for FakeTpm {
+        fn endorsement_key(&self) -> Vec<u8> {
+            EK.to_vec()
+        }
+        fn storage_root_key(&self) -> Vec<u8> {
+            SRK.to_vec()
+        }
+        fn registration_id(&self) -> String {
+            crate::tpm::registration_id_from_ek(EK)
+        }
+        fn activate_until(
+            &self,
+            blob: &[u8],
+            _deadline: Instant,
+            _cancel: Option<&CancelToken>,
+        ) -> Result<()> {
+            if blob == b"tampered" {
+                return Err(Error::new(
+                    ErrorKind::TpmActivationFailed,
+                    "TPM2_ActivateCredential failed: TPM_RC 0x0000098f",
+                ));
+            }
+            self.activated.lock().unwrap().push(blob.to_vec());
+            Ok(())
+        }
+        fn hmac_until(
+            &self,
+            data: &[u8],
+            _deadline: Instant,
+            _cancel: Option<&CancelToken>,
+        ) -> Result<[u8; 32]> {
+            match self.activated.lock().unwrap().last() {
+                Some(key) => Ok(sas::hmac_sha256(key, data)),
+                None => Err(Error::new(ErrorKind::Tpm, "no identity key")),
+            }
+        }
+        fn describe(&self) -> String {
+            "in the fake TPM".into()
+        }
+    }
+
+    fn b64(b: &[u8]) -> String {
+        base64::engine::general_purpose::STANDARD.encode(b)
+    }
+
+    fn challenge(key: &[u8]) -> Result<Response> {
+        resp(
+            401,
+            None,
+            &format!(
+                r#"{{"message":"TPM challenge","authenticationKey":"{}","keyName":"registration"}}"#,
+                b64(key)
+            ),
+        )
+    }
+
+    fn assigned_with_hub_key(key: &[u8]) -> Result<Response> {
+        resp(
+            200,
+            None,
+            &format!(
+                r#"{{"operationId":"op-1","status":"assigned","registrationState":{{"registrationId":"dev","assignedHub":"hub.azure-devices.net","deviceId":"dev","status":"assigned","tpm":{{"authenticationKey":"{}"}}}}}}"#,
+                b64(key)
+            ),
+        )
+    }
+
+    fn tpm_harness(script: Vec<Result<Response>>) -> (Harness, Arc<FakeTpm>) {
+        let fake = Arc::new(FakeTpm::default());
+        let device: Arc<dyn TpmDevice> = fake.clone();
+        let h = harness(
+            |b| {
+                b.tpm_credential(TpmCredential::with_device(device));
+            },
+            script,
+            None,
+        );
+        (h, fake)
+    }
+
+    fn details(h: &Harness) -> Vec<(Option<String>, String)> {
+        h.log.lock().unwrap().details.clone()
+    }
+
+    /// The SAS the device must send after activating `key`, as the fake clock makes it.
+    fn expected_sas(key: &[u8], h: &Harness) -> String {
+        let exp = h
+            .client
+            .clock
+            .wall()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+            + 3600;
+        let sr = sas::resource_uri("0ne00000001", "dev");
+        let mac = sas::hmac_sha256(key, sas::string_to_sign(&sr, exp).as_bytes());
+        sas::assemble(&sr, &mac, exp, Some("registration")).to_string()
+    }
+
+    #[test]
+    fn challenge_activates_resends_signed_put_polls_and_imports_the_hub_key() {
+        let (mut h, fake) = tpm_harness(vec![
+            challenge(b"dps-identity-key"),
+            assigning0(),
+            assigned_with_hub_key(b"iot-hub-key"),
+        ]);
+        let r = h.client.register().unwrap();
+        assert_eq!(h.requests(), [PUT, PUT, GET]);
+        let d = details(&h);
+        let tpm_block = format!(
+            r#""tpm":{{"endorsementKey":"{}","storageRootKey":"{}"}}"#,
+            b64(EK),
+            b64(SRK)
+        );
+        assert_eq!(d[0].0, None, "the first PUT carries no Authorization");
+        assert_eq!(d[0].1, format!(r#"{{"registrationId":"dev",{tpm_block}}}"#));
+        assert_eq!(d[1].1, d[0].1);
+        let sas = expected_sas(b"dps-identity-key", &h);
+        assert_eq!(d[1].0.as_deref(), Some(sas.as_str()));
+        assert_eq!(d[2].0.as_deref(), Some(sas.as_str()));
+        assert_eq!(
+            *fake.activated.lock().unwrap(),
+            [b"dps-identity-key".to_vec(), b"iot-hub-key".to_vec()]
+        );
+        // The IoT Hub token is signed with the imported hub key.
+        let token = iot_hub_sas_token(&r, &h.client.config().credential, 1_800_000_000).unwrap();
+        let sr = sas::iot_hub_resource_uri("hub.azure-devices.net", "dev");
+        let mac = sas::hmac_sha256(
+            b"iot-hub-key",
+            sas::string_to_sign(&sr, 1_800_000_000).as_bytes(),
+        );
+        assert_eq!(
+            token.as_str(),
+            sas::assemble(&sr, &mac, 1_800_000_000, None).as_str()
+        );
+        let cs = connection_string(&r, &h.client.config().credential).unwrap_err();
+        assert_eq!(cs.kind, ErrorKind::Unsupported);
+    }
+
+    #[test]
+    fn a_second_challenge_fails_as_unauthorized() {
+        let (mut h, fake) = tpm_harness(vec![challenge(b"k1"), challenge(b"k2")]);
+        let e = h.client.register().unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Unauthorized);
+        assert_eq!(h.requests(), [PUT, PUT]);
+        assert_eq!(fake.activated.lock().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn a_401_without_authentication_key_is_a_refusal() {
+        let (mut h, fake) = tpm_harness(vec![resp(
+            401,
+            None,
+            r#"{"errorCode":401002,"message":"unknown EK"}"#,
+        )]);
+        let e = h.client.register().unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Unauthorized);
+        assert_eq!(e.dps_error_code, Some(401002));
+        assert!(fake.activated.lock().unwrap().is_empty());
+    }
+
+    #[test]
+    fn malformed_challenges_are_malformed_responses() {
+        for body in [
+            r#"{"authenticationKey":5,"keyName":"registration"}"#,
+            r#"{"authenticationKey":"@@not base64@@","keyName":"registration"}"#,
+            r#"{"authenticationKey":"","keyName":"registration"}"#,
+            r#"{"authenticationKey":"a2V5"}"#,
+            r#"{"authenticationKey":"a2V5","keyName":"a&b"}"#,
+        ] {
+            let (mut h, fake) = tpm_harness(vec![resp(401, None, body)]);
+            let e = h.client.register().unwrap_err();
+            assert_eq!(e.kind, ErrorKind::MalformedResponse, "{body}");
+            assert_eq!(h.requests(), [PUT], "{body}");
+            assert!(fake.activated.lock().unwrap().is_empty(), "{body}");
+        }
+    }
+
+    #[test]
+    fn a_blob_the_tpm_refuses_fails_with_activation_failed() {
+        let (mut h, _) = tpm_harness(vec![challenge(b"tampered")]);
+        let e = h.client.register().unwrap_err();
+        assert_eq!(e.kind, ErrorKind::TpmActivationFailed);
+        assert!(e.message.contains("TPM_RC 0x0000098f"), "{}", e.message);
+        assert_eq!(h.requests(), [PUT]);
+    }
+
+    #[test]
+    fn assigned_without_hub_key_is_malformed() {
+        let (mut h, _) = tpm_harness(vec![challenge(b"k1"), resp(200, None, ASSIGNED)]);
+        let e = h.client.register().unwrap_err();
+        assert_eq!(e.kind, ErrorKind::MalformedResponse);
+        assert_eq!(h.requests(), [PUT, PUT]);
+    }
+
+    #[test]
+    fn a_poll_401_is_not_a_second_challenge() {
+        let (mut h, _) = tpm_harness(vec![
+            challenge(b"k1"),
+            assigning0(),
+            resp(401, None, r#"{"errorCode":401002,"message":"bad sas"}"#),
+        ]);
+        let e = h.client.register().unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Unauthorized);
+        assert_eq!(h.requests(), [PUT, PUT, GET]);
+    }
+
+    #[test]
+    fn each_registration_answers_its_own_challenge() {
+        let (mut h, fake) = tpm_harness(vec![
+            challenge(b"k1"),
+            assigned_with_hub_key(b"hub1"),
+            challenge(b"k2"),
+            assigned_with_hub_key(b"hub2"),
+        ]);
+        h.client.register().unwrap();
+        h.client.register().unwrap();
+        let d = details(&h);
+        assert_eq!(
+            d[2].0, None,
+            "a new registration starts without Authorization"
+        );
+        assert_eq!(d[3].0.as_deref(), Some(expected_sas(b"k2", &h).as_str()));
+        assert_eq!(fake.activated.lock().unwrap().len(), 4);
+    }
+
+    #[test]
+    fn the_registration_id_defaults_to_the_ek_derived_one() {
+        let mut b = ConfigBuilder::new("0ne00000001").unwrap();
+        b.tpm_credential(TpmCredential::with_device(Arc::new(FakeTpm::default())));
+        let c = b.build().unwrap();
+        assert_eq!(c.registration_id(), crate::tpm::registration_id_from_ek(EK));
+        assert_eq!(c.registration_id().len(), 52);
+        assert!(!format!("{c:?}").contains("fake-ek"));
+    }
 }

@@ -7,18 +7,23 @@
 
 pub mod hmac;
 pub mod signer;
+#[cfg(feature = "tpm")]
+pub mod tpm;
 pub mod x509;
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rustls::sign::CertifiedKey;
 use zeroize::Zeroizing;
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::protocol::sas;
+use crate::transport::CancelToken;
 pub use hmac::HmacKey;
 pub use signer::{DigestSigner, SignatureScheme};
+#[cfg(feature = "tpm")]
+pub use tpm::TpmCredential;
 pub use x509::X509Credential;
 pub use x509::csr::{CsrAlgorithm, CsrKey, SecretPem};
 
@@ -152,12 +157,29 @@ pub enum Credential {
     X509(X509Credential),
     /// SAS tokens signed with a symmetric key.
     SymmetricKey(SymmetricKey),
+    /// TPM attestation (PROTOCOL.md 5.4): a challenge round trip, then SAS tokens signed by
+    /// TPM2_HMAC with the key the challenge delivered.
+    #[cfg(feature = "tpm")]
+    Tpm(TpmCredential),
+}
+
+/// What a credential does with a 401 answer to the register PUT.
+#[cfg_attr(not(feature = "tpm"), allow(dead_code))]
+pub(crate) enum Challenge {
+    /// Not a challenge this credential answers: the 401 stands.
+    None,
+    /// Answered: resend the PUT.
+    Answered,
+    /// A challenge that could not be answered.
+    Failed(Error),
 }
 
 /// What the registration state machine asks of a credential. Every credential-specific
 /// decision lives here, so a new credential kind leaves `client.rs` untouched.
 impl Credential {
     /// The `Authorization` header for the next request, if this credential uses one (SAS).
+    #[cfg_attr(not(feature = "tpm"), allow(unused_variables))]
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn authorization(
         &self,
         tokens: &mut TokenCache,
@@ -165,12 +187,86 @@ impl Credential {
         registration_id: &str,
         ttl: Duration,
         now: SystemTime,
+        until: Instant,
+        cancel: &CancelToken,
     ) -> Result<Option<Zeroizing<String>>> {
         match self {
             Credential::SymmetricKey(k) => tokens
                 .get(k, id_scope, registration_id, ttl, now)
                 .map(|t| Some(Zeroizing::new(t.to_owned()))),
             Credential::X509(_) => Ok(None),
+            // No Authorization until the challenge of this registration is answered.
+            #[cfg(feature = "tpm")]
+            Credential::Tpm(t) => match tokens.key_name.clone() {
+                None => Ok(None),
+                Some(skn) => tokens
+                    .get_with(id_scope, registration_id, ttl, now, |sr, exp| {
+                        t.sas_token(sr, exp, &skn, until, cancel)
+                    })
+                    .map(|t| Some(Zeroizing::new(t.to_owned()))),
+            },
+        }
+    }
+
+    /// Members the register body carries besides `registrationId` and `payload` (JSON text
+    /// `"name":value[,...]`), if any.
+    pub(crate) fn register_fields(&self) -> Option<String> {
+        match self {
+            #[cfg(feature = "tpm")]
+            Credential::Tpm(t) => Some(t.register_fields()),
+            _ => None,
+        }
+    }
+
+    /// Answers a 401 to the register PUT (`body` is the answer's body), at most once per
+    /// registration: TPM attestation activates the challenge blob within `deadline`.
+    #[cfg_attr(not(feature = "tpm"), allow(unused_variables))]
+    pub(crate) fn answer_challenge(
+        &self,
+        tokens: &mut TokenCache,
+        body: &[u8],
+        deadline: Instant,
+        cancel: &CancelToken,
+    ) -> Challenge {
+        match self {
+            #[cfg(feature = "tpm")]
+            Credential::Tpm(t) => {
+                if tokens.key_name.is_some() {
+                    // One challenge per registration: a 401 to the answered PUT stands.
+                    return Challenge::None;
+                }
+                match t.answer_challenge(body, deadline, cancel) {
+                    None => Challenge::None,
+                    Some(Err(e)) => Challenge::Failed(e),
+                    Some(Ok(skn)) => {
+                        tokens.clear();
+                        tokens.key_name = Some(skn);
+                        Challenge::Answered
+                    }
+                }
+            }
+            _ => Challenge::None,
+        }
+    }
+
+    /// Called with the body of the `assigned` answer of a registration: a TPM credential
+    /// imports the hub key it carries.
+    #[cfg_attr(not(feature = "tpm"), allow(unused_variables))]
+    pub(crate) fn on_assigned(
+        &self,
+        tokens: &mut TokenCache,
+        body: &[u8],
+        deadline: Instant,
+        cancel: &CancelToken,
+    ) -> Result<()> {
+        match self {
+            #[cfg(feature = "tpm")]
+            Credential::Tpm(t) => {
+                // The identity key is about to become the hub key: no cached token survives.
+                tokens.clear();
+                t.import_hub_key(body, deadline, cancel)
+            }
+            _ => Ok(()),
         }
     }
 
@@ -178,7 +274,7 @@ impl Credential {
     pub fn tls_identity(&self) -> Option<Arc<CertifiedKey>> {
         match self {
             Credential::X509(x) => Some(x.certified_key()),
-            Credential::SymmetricKey(_) => None,
+            _ => None,
         }
     }
 
@@ -187,12 +283,13 @@ impl Credential {
     pub(crate) fn tls13_allowed(&self) -> bool {
         match self {
             Credential::X509(x) => !x.tls12_only(),
-            Credential::SymmetricKey(_) => true,
+            _ => true,
         }
     }
 
     /// Whether a 401 while polling earns one re-registration with a fresh token
-    /// (PROTOCOL.md 4.2: the token may have expired). A certificate does not get fresher.
+    /// (PROTOCOL.md 4.2: the token may have expired). A certificate does not get fresher, and
+    /// a TPM registration already had its one challenge.
     pub(crate) fn fresh_token_on_401(&self) -> bool {
         matches!(self, Credential::SymmetricKey(_))
     }
@@ -203,8 +300,8 @@ impl Credential {
     /// library cannot be written into a connection string: [`ErrorKind::Unsupported`] (use
     /// [`SymmetricKey::iot_hub_sas_token`]). The result is zeroized on drop.
     pub fn connection_string(&self, hub: &str, device_id: &str) -> Result<Zeroizing<String>> {
-        match self {
-            Credential::SymmetricKey(k) => match k.to_base64() {
+        match self.symmetric_key() {
+            Some(k) => match k.to_base64() {
                 Some(key) => Ok(Zeroizing::new(format!(
                     "HostName={hub};DeviceId={device_id};SharedAccessKey={}",
                     key.as_str()
@@ -215,17 +312,20 @@ impl Credential {
                      connection string; use an IoT Hub SAS token instead",
                 )),
             },
-            Credential::X509(_) => Ok(Zeroizing::new(format!(
+            None => Ok(Zeroizing::new(format!(
                 "HostName={hub};DeviceId={device_id};x509=true"
             ))),
         }
     }
 
-    /// The symmetric key, for SAS tokens beyond registration (IoT Hub tokens).
+    /// The symmetric key, for SAS tokens beyond registration (IoT Hub tokens). For a TPM, the
+    /// key at the identity handle (the hub key once the registration is assigned).
     pub fn symmetric_key(&self) -> Option<&SymmetricKey> {
         match self {
             Credential::SymmetricKey(k) => Some(k),
             Credential::X509(_) => None,
+            #[cfg(feature = "tpm")]
+            Credential::Tpm(t) => Some(t.symmetric_key()),
         }
     }
 }
@@ -234,6 +334,8 @@ impl Credential {
 #[derive(Default)]
 pub(crate) struct TokenCache {
     token: Option<(Zeroizing<String>, u64)>,
+    /// The `keyName` of the challenge answered in this registration (TPM attestation).
+    pub(crate) key_name: Option<String>,
 }
 
 impl TokenCache {
@@ -247,6 +349,20 @@ impl TokenCache {
         ttl: Duration,
         now: SystemTime,
     ) -> Result<&str> {
+        self.get_with(scope, id, ttl, now, |sr, exp| {
+            key.sas_token(sr, exp, Some("registration"))
+        })
+    }
+
+    /// [`TokenCache::get`] with the signing done by `sign(sr, expiry)`.
+    pub fn get_with(
+        &mut self,
+        scope: &str,
+        id: &str,
+        ttl: Duration,
+        now: SystemTime,
+        sign: impl FnOnce(&str, u64) -> Result<Zeroizing<String>>,
+    ) -> Result<&str> {
         let now = now
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_secs())
@@ -256,7 +372,7 @@ impl TokenCache {
         if !fresh {
             let exp = now + ttl.as_secs().max(1);
             let sr = sas::resource_uri(scope, id);
-            self.token = Some((key.sas_token(&sr, exp, Some("registration"))?, exp));
+            self.token = Some((sign(&sr, exp)?, exp));
         }
         Ok(self
             .token
@@ -268,6 +384,13 @@ impl TokenCache {
     /// Forgets the token (after a 401, to force a new one).
     pub fn clear(&mut self) {
         self.token = None;
+    }
+
+    /// A new registration starts: a challenge answered in an earlier one no longer counts.
+    pub fn start_registration(&mut self) {
+        if self.key_name.take().is_some() {
+            self.token = None;
+        }
     }
 }
 

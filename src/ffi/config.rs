@@ -112,15 +112,20 @@ pub(super) fn with_config(
 }
 
 fn read_file(path: &str) -> Result<Vec<u8>, Error> {
-    std::fs::read(path)
-        .map_err(|e| Error::new(ErrorKind::FileRead, format!("cannot read {path}: {e}")))
+    std::fs::read(path).map_err(|e| {
+        Error::new(
+            ErrorKind::FileRead,
+            format!("cannot read {}: {e}", crate::config::echo(path)),
+        )
+    })
 }
 
 /// Creates a configuration for a device.
 ///
 /// - `id_scope`: the DPS ID scope (for example `0ne00000001`); copied.
 /// - `registration_id`: the device's registration ID; copied. May be NULL when
-///   an X.509 credential is set: the leaf certificate's subject CN is used.
+///   an X.509 credential is set: the leaf certificate's subject CN is used; or
+///   with `dps_config_set_tpm`: the ID derived from the EK is used.
 /// - `out`: receives the new config on success; free it with `dps_config_free`.
 ///
 /// Defaults: endpoint `global.azure-devices-provisioning.net:443`,

@@ -216,3 +216,142 @@ pub unsafe extern "C" fn dps_config_set_hmac_callback(
         Ok(())
     })
 }
+
+/// Parses a PKCS#11 URI and applies the module path and PIN given beside it. The PIN copy
+/// lives in the URI (zeroized on drop) and never appears in a message.
+#[cfg(feature = "pkcs11")]
+fn pkcs11_uri(
+    key_uri: &str,
+    module_path: Option<&str>,
+    pin: Option<&str>,
+) -> Result<crate::pkcs11::Pkcs11Uri, Error> {
+    let mut uri = crate::pkcs11::Pkcs11Uri::parse(key_uri)?;
+    if let Some(m) = module_path {
+        uri.set_module_path(m);
+    }
+    if let Some(p) = pin {
+        uri.set_pin(p);
+    }
+    Ok(uri)
+}
+
+#[cfg(not(feature = "pkcs11"))]
+fn no_pkcs11() -> Error {
+    Error::new(
+        ErrorKind::Unsupported,
+        "PKCS#11 is not included in this build (cargo feature `pkcs11`)",
+    )
+}
+
+/// Authenticates with an X.509 certificate whose private key is in a PKCS#11 token (an HSM,
+/// a smart card, SoftHSM, tpm2-pkcs11).
+///
+/// - `key_uri`: an RFC 7512 URI naming the private key, e.g.
+///   `pkcs11:token=dps;object=device-key;type=private`; it may carry `?module-path=...` and
+///   `pin-value=...` or `pin-source=<file>`.
+/// - `cert_chain_pem`: the device certificate first, then intermediates (PEM), or NULL to use
+///   the certificate stored in the token with the key's label and id (then the chain is that
+///   certificate alone).
+/// - `module_path`: the PKCS#11 module (shared library) to load, or NULL to use the URI's
+///   `module-path`.
+/// - `pin`: the user PIN, or NULL to use the URI's (`pin-value`, `pin-source`); a token that
+///   needs no login takes neither.
+///
+/// Every string is copied (the PIN into memory zeroized when the config and its clients are
+/// freed); the caller keeps ownership. No message ever contains the PIN. The module is loaded
+/// and `C_Initialize`d once per process and never finalised; the config holds one session,
+/// logged in during this call, shared by the clients made from it (calls are serialised on
+/// it; the library reopens it and logs in again after the token was removed or reset).
+/// Before returning, one signature made by the token is verified against the certificate,
+/// as in `dps_config_set_x509_signer`. Replaces any previous credential; the registration
+/// ID defaults to the leaf's CN.
+///
+/// Returns `DPS_OK`, `DPS_ERR_NULL_ARGUMENT` (config or key_uri NULL),
+/// `DPS_ERR_INVALID_UTF8`, `DPS_ERR_INVALID_ARGUMENT` (malformed URI),
+/// `DPS_ERR_PKCS11_MODULE` (no module path, missing file, not a PKCS#11 module),
+/// `DPS_ERR_PKCS11_PIN` (PIN missing, wrong or locked), `DPS_ERR_PKCS11_OBJECT` (no token or
+/// object matches, several do, the private key is missing, or NULL chain and no certificate
+/// in the token), `DPS_ERR_FILE_READ` (`pin-source`), `DPS_ERR_INVALID_CERTIFICATE`,
+/// `DPS_ERR_INVALID_PRIVATE_KEY` (unsupported key type), `DPS_ERR_KEY_MISMATCH`,
+/// `DPS_ERR_SIGNER_FAILED`, or `DPS_ERR_UNSUPPORTED` when the library was built without the
+/// `pkcs11` feature. The message is in `dps_config_last_error`. Not thread-safe on the same
+/// config; may block on the token.
+#[unsafe(no_mangle)]
+#[must_use]
+pub unsafe extern "C" fn dps_config_set_pkcs11_x509(
+    config: *mut dps_config,
+    key_uri: *const c_char,
+    cert_chain_pem: *const c_char,
+    module_path: *const c_char,
+    pin: *const c_char,
+) -> dps_status {
+    with_config(config, |b| {
+        // SAFETY: C strings per the contract.
+        let key_uri = unsafe { str_arg(key_uri, "key_uri")? };
+        // SAFETY: as above; NULL allowed.
+        let chain = unsafe { opt_str_arg(cert_chain_pem, "cert_chain_pem")? };
+        // SAFETY: as above.
+        let module = unsafe { opt_str_arg(module_path, "module_path")? };
+        // SAFETY: as above. Only borrowed: the URI keeps a zeroized copy.
+        let pin = unsafe { opt_str_arg(pin, "pin")? };
+        #[cfg(feature = "pkcs11")]
+        {
+            let uri = pkcs11_uri(key_uri, module, pin)?;
+            b.x509(crate::pkcs11::x509_credential(
+                &uri,
+                chain.map(str::as_bytes),
+            )?);
+            Ok(())
+        }
+        #[cfg(not(feature = "pkcs11"))]
+        {
+            let _ = (b, key_uri, chain, module, pin);
+            Err(no_pkcs11())
+        }
+    })
+}
+
+/// Authenticates with a symmetric key held in a PKCS#11 token as a generic secret: every SAS
+/// signature is computed by the token with `CKM_SHA256_HMAC`. For an individual enrollment
+/// the token holds the enrollment key; for a group enrollment the device key derived at the
+/// factory.
+///
+/// `key_uri`, `module_path` and `pin` as in `dps_config_set_pkcs11_x509` (copied, the PIN
+/// zeroized and never in a message). The session is opened and logged in during this call and
+/// the key is found, so a bad URI, module or PIN is reported here. `dps_client_connection_string`
+/// cannot hold such a key (`DPS_ERR_UNSUPPORTED`); use `dps_client_iot_hub_sas_token`.
+/// Replaces any previous credential.
+///
+/// Returns `DPS_OK`, `DPS_ERR_NULL_ARGUMENT`, `DPS_ERR_INVALID_UTF8`,
+/// `DPS_ERR_INVALID_ARGUMENT`, `DPS_ERR_PKCS11_MODULE`, `DPS_ERR_PKCS11_PIN`,
+/// `DPS_ERR_PKCS11_OBJECT`, `DPS_ERR_FILE_READ`, `DPS_ERR_INVALID_KEY` (not a secret usable
+/// for HMAC), `DPS_ERR_SIGNER_FAILED`, or `DPS_ERR_UNSUPPORTED` without the `pkcs11` feature.
+/// Not thread-safe on the same config; may block on the token.
+#[unsafe(no_mangle)]
+#[must_use]
+pub unsafe extern "C" fn dps_config_set_pkcs11_hmac(
+    config: *mut dps_config,
+    key_uri: *const c_char,
+    module_path: *const c_char,
+    pin: *const c_char,
+) -> dps_status {
+    with_config(config, |b| {
+        // SAFETY: C strings per the contract.
+        let key_uri = unsafe { str_arg(key_uri, "key_uri")? };
+        // SAFETY: as above; NULL allowed.
+        let module = unsafe { opt_str_arg(module_path, "module_path")? };
+        // SAFETY: as above. Only borrowed: the URI keeps a zeroized copy.
+        let pin = unsafe { opt_str_arg(pin, "pin")? };
+        #[cfg(feature = "pkcs11")]
+        {
+            let uri = pkcs11_uri(key_uri, module, pin)?;
+            b.hmac_key(Arc::new(crate::pkcs11::Pkcs11HmacKey::open(&uri)?));
+            Ok(())
+        }
+        #[cfg(not(feature = "pkcs11"))]
+        {
+            let _ = (b, key_uri, module, pin);
+            Err(no_pkcs11())
+        }
+    })
+}

@@ -22,6 +22,7 @@ mod keys;
 mod log;
 mod registration;
 mod status;
+mod tpm;
 
 pub use client::*;
 pub use config::*;
@@ -29,6 +30,7 @@ pub use keys::*;
 pub use log::*;
 pub use registration::*;
 pub use status::*;
+pub use tpm::*;
 
 use std::ffi::{CStr, CString, c_char};
 use std::panic::{AssertUnwindSafe, catch_unwind};

@@ -49,3 +49,33 @@ mod uri;
 pub use hmac::Pkcs11HmacKey;
 pub use signer::{KeyKind, Pkcs11Signer, TokenPublicKey};
 pub use uri::{ObjectType, Pkcs11Uri};
+
+/// An X.509 credential whose key is the token's private key at `uri`.
+///
+/// `cert_chain_pem` is the chain (leaf first); `None` reads the certificate stored in the
+/// token next to the key (same label and id, `type=cert`), which is then the whole chain.
+/// The pair is checked as in [`X509Credential::from_signer`](crate::X509Credential::from_signer)
+/// (one signature by the token, verified against the leaf). A token without such a
+/// certificate when none is given is [`ErrorKind::Pkcs11Object`](crate::ErrorKind::Pkcs11Object).
+pub fn x509_credential(
+    uri: &Pkcs11Uri,
+    cert_chain_pem: Option<&[u8]>,
+) -> crate::Result<crate::X509Credential> {
+    use std::sync::Arc;
+    let signer = Arc::new(Pkcs11Signer::open(uri)?);
+    match cert_chain_pem {
+        Some(pem) => crate::X509Credential::from_signer(pem, signer),
+        None => {
+            let der = signer.certificate_der()?.ok_or_else(|| {
+                error::object_error(format!(
+                    "the token holds no certificate for {uri} (a certificate object with the \
+                     key's label and id); give the certificate chain"
+                ))
+            })?;
+            crate::X509Credential::from_chain_and_signer(
+                vec![rustls_pki_types::CertificateDer::from(der)],
+                signer,
+            )
+        }
+    }
+}

@@ -400,26 +400,27 @@ impl<'de> serde::de::Visitor<'de> for StrictVisitor {
 /// The `DeviceRegistration` request body: `{"registrationId":..., "payload":...}`.
 /// `payload_json` must come from [`normalize_payload`].
 pub fn request_body(registration_id: &str, payload_json: Option<&str>) -> String {
-    request_body_with_csr(registration_id, payload_json, None)
+    register_body(registration_id, payload_json, None)
 }
 
-/// [`request_body`] with the `csr` member (base64 DER, after `payload` as the Embedded C
-/// preview SDK sends it).
-pub fn request_body_with_csr(
+/// The `csr` member of the register body (PROTOCOL.md 3.2): `"csr":"<base64 DER>"`.
+pub fn csr_member(csr_base64: &str) -> String {
+    format!("\"csr\":{}", Value::String(csr_base64.to_owned()))
+}
+
+/// The register body with `extra` members (JSON text `"name":value[,...]`, such as a TPM
+/// credential's `"tpm":{...}`) after `registrationId`.
+pub fn register_body(
     registration_id: &str,
     payload_json: Option<&str>,
-    csr_base64: Option<&str>,
+    extra: Option<&str>,
 ) -> String {
     let id = Value::String(registration_id.to_owned()).to_string();
-    let mut body = format!("{{\"registrationId\":{id}");
-    if let Some(p) = payload_json {
-        body.push_str(&format!(",\"payload\":{p}"));
+    let extra = extra.map(|e| format!(",{e}")).unwrap_or_default();
+    match payload_json {
+        Some(p) => format!("{{\"registrationId\":{id}{extra},\"payload\":{p}}}"),
+        None => format!("{{\"registrationId\":{id}{extra}}}"),
     }
-    if let Some(c) = csr_base64 {
-        body.push_str(&format!(",\"csr\":{}", Value::String(c.to_owned())));
-    }
-    body.push('}');
-    body
 }
 
 #[cfg(test)]
