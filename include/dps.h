@@ -82,6 +82,22 @@
 #define DPS_ROOTS_NONE 2
 
 /**
+ * `dps_config_set_csr`: generate an ECDSA P-256 key (`key_pem` NULL).
+ */
+#define DPS_CSR_P256 0
+
+/**
+ * `dps_config_set_csr`: generate an ECDSA P-384 key (`key_pem` NULL).
+ */
+#define DPS_CSR_P384 1
+
+/**
+ * `dps_config_set_csr`: use the private key in `key_pem` (PKCS#8, PKCS#1 RSA or SEC1 EC;
+ * ECDSA P-256/P-384 or RSA 2048-8192).
+ */
+#define DPS_CSR_PEM 2
+
+/**
  * Signature scheme `DPS_SIG_ECDSA_P256_SHA256`: ECDSA on P-256 over a 32-byte SHA-256 digest.
  */
 #define DPS_SIG_ECDSA_P256_SHA256 1
@@ -238,7 +254,8 @@ typedef struct dps_error dps_error;
  * Methods: `dps_registration_status`, `_registration_id`, `_assigned_hub`,
  * `_device_id`, `_substatus`, `_created_at`, `_last_updated_at`, `_etag`,
  * `_payload_json`, `_enrollment_group_id`, `_error_code`, `_error_message`,
- * `_issued_certificate_count`, `_issued_certificate`, `_free`.
+ * `_issued_certificate_count`, `_issued_certificate`, `_issued_chain_pem`,
+ * `_issued_key_pem`, `_free`.
  * Thread safety: may be read from any number of threads at once.
  */
 typedef struct dps_registration dps_registration;
@@ -525,6 +542,26 @@ typedef uint32_t dps_class;
  * The server response is not valid HTTP or not the JSON DPS sends.
  */
 #define DPS_ERR_MALFORMED_RESPONSE 310
+
+/**
+ * Certificate issuance (experimental): the issued leaf certifies another key than the CSR's.
+ */
+#define DPS_ERR_ISSUED_KEY_MISMATCH 311
+
+/**
+ * Certificate issuance: the issued leaf's subject CN is not the registration ID.
+ */
+#define DPS_ERR_ISSUED_NAME_MISMATCH 312
+
+/**
+ * Certificate issuance: the issued chain is missing, malformed, out of order or not signed.
+ */
+#define DPS_ERR_ISSUED_CHAIN_BROKEN 313
+
+/**
+ * Certificate issuance: the issued leaf is expired or not yet valid.
+ */
+#define DPS_ERR_ISSUED_CERT_NOT_VALID 314
 
 /**
  * DPS answered 400 Bad Request.
@@ -885,6 +922,26 @@ DPS_NODISCARD dps_status dps_config_set_endpoint(struct dps_config *config, cons
 DPS_NODISCARD
 dps_status dps_config_set_api_version(struct dps_config *config,
                                       const char *api_version);
+
+/**
+ * **Experimental.** Sends a certificate signing request with the registration (certificate
+ * issuance, api-version 2025-07-01-preview, which becomes the default unless
+ * `dps_config_set_api_version` was called). `kind` is `DPS_CSR_P256` or `DPS_CSR_P384` (the
+ * library generates the key when the client is created from this config; `key_pem` must be
+ * NULL) or `DPS_CSR_PEM` (`key_pem` is the key, copied). The CSR's subject CN is the
+ * registration ID. The issued chain, checked, is read with
+ * `dps_registration_issued_chain_pem`, a generated key with
+ * `dps_registration_issued_key_pem`. RSA keys cannot be generated (only supplied as PEM).
+ * Whether the real DPS accepts a CSR over HTTPS is unconfirmed.
+ *
+ * Returns `DPS_OK`, `DPS_ERR_NULL_ARGUMENT`, `DPS_ERR_INVALID_UTF8`,
+ * `DPS_ERR_INVALID_ARGUMENT` (unknown `kind`, or `key_pem` given with a generated kind) or
+ * `DPS_ERR_INVALID_PRIVATE_KEY`. Not thread-safe on the same config.
+ */
+DPS_NODISCARD
+dps_status dps_config_set_csr(struct dps_config *config,
+                              uint32_t kind,
+                              const char *key_pem);
 
 /**
  * Adds `forceRegistration=true` to the register request when `force` is
@@ -1298,6 +1355,21 @@ size_t dps_registration_issued_certificate_count(const struct dps_registration *
  * NULL when out of range. Borrowed.
  */
 const char *dps_registration_issued_certificate(const struct dps_registration *reg, size_t index);
+
+/**
+ * **Experimental.** With a CSR (`dps_config_set_csr`): the issued certificate chain as PEM,
+ * leaf first, after the library's checks (the leaf certifies the CSR's key, its CN is the
+ * registration ID, each certificate is issued by the next, the leaf is valid now); NULL
+ * without a CSR. Borrowed.
+ */
+const char *dps_registration_issued_chain_pem(const struct dps_registration *reg);
+
+/**
+ * **Experimental.** With a CSR whose key the library generated (`DPS_CSR_P256`,
+ * `DPS_CSR_P384`): that private key as PKCS#8 PEM (`-----BEGIN PRIVATE KEY-----`); NULL
+ * otherwise. A secret: store it protected. Borrowed; zeroized by `dps_registration_free`.
+ */
+const char *dps_registration_issued_key_pem(const struct dps_registration *reg);
 
 /**
  * Frees a registration. NULL is ignored. Strings borrowed from it become invalid.

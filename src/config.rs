@@ -7,7 +7,8 @@ use std::time::Duration;
 use rustls::{ClientConfig, RootCertStore};
 use zeroize::Zeroizing;
 
-use crate::credential::{Credential, HmacKey, SymmetricKey, X509Credential};
+use crate::credential::x509::csr::PreparedCsr;
+use crate::credential::{Credential, CsrKey, HmacKey, SymmetricKey, X509Credential};
 use crate::error::{Error, ErrorKind, Result};
 use crate::protocol::{self, ids, sas, wire};
 use crate::retry::Backoff;
@@ -65,6 +66,8 @@ pub struct ConfigBuilder {
     host: String,
     port: u16,
     api_version: String,
+    api_version_set: bool,
+    csr: Option<CsrKey>,
     credential: Option<CredentialSpec>,
     payload_json: Option<String>,
     force_registration: bool,
@@ -118,6 +121,8 @@ impl ConfigBuilder {
             host: protocol::DEFAULT_HOST.to_owned(),
             port: 443,
             api_version: protocol::DEFAULT_API_VERSION.to_owned(),
+            api_version_set: false,
+            csr: None,
             credential: None,
             payload_json: None,
             force_registration: false,
@@ -231,7 +236,21 @@ impl ConfigBuilder {
             ));
         }
         self.api_version = v.to_owned();
+        self.api_version_set = true;
         Ok(self)
+    }
+
+    /// **Experimental.** Sends a certificate signing request with the registration
+    /// (PROTOCOL.md 1.3): DPS issues an operational certificate for `key`, returned checked in
+    /// [`Registration::issued_certificate_chain_pem`](crate::Registration) (and, for a
+    /// generated key, the key in `issued_private_key_pem`). The CSR is made when the
+    /// configuration is built (a generated key is generated then), its subject CN is the
+    /// registration ID. Unless [`api_version`](Self::api_version) was called, the
+    /// api-version becomes 2025-07-01-preview. Whether the real DPS accepts `csr` over HTTPS
+    /// is unconfirmed.
+    pub fn csr(&mut self, key: CsrKey) -> &mut Self {
+        self.csr = Some(key);
+        self
     }
 
     /// Adds `forceRegistration=true` to the register request.
@@ -416,6 +435,16 @@ impl ConfigBuilder {
             ));
         }
         let tls = tls::client_config(roots, client_cert, credential.tls13_allowed())?;
+        let csr = self
+            .csr
+            .as_ref()
+            .map(|k| k.prepare(&registration_id))
+            .transpose()?;
+        let api_version = if csr.is_some() && !self.api_version_set {
+            protocol::CSR_API_VERSION.to_owned()
+        } else {
+            self.api_version.clone()
+        };
         let mut user_agent = format!(
             "dps-rs/{} ({}; {})",
             env!("CARGO_PKG_VERSION"),
@@ -431,7 +460,8 @@ impl ConfigBuilder {
             registration_id,
             host: self.host.clone(),
             port: self.port,
-            api_version: self.api_version.clone(),
+            api_version,
+            csr,
             credential,
             payload_json: self.payload_json.clone(),
             force_registration: self.force_registration,
@@ -507,6 +537,7 @@ pub struct Config {
     pub(crate) host: String,
     pub(crate) port: u16,
     pub(crate) api_version: String,
+    pub(crate) csr: Option<PreparedCsr>,
     pub(crate) credential: Credential,
     pub(crate) payload_json: Option<String>,
     pub(crate) force_registration: bool,
@@ -529,6 +560,7 @@ impl std::fmt::Debug for Config {
             .field("registration_id", &self.registration_id)
             .field("endpoint", &format_args!("{}:{}", self.host, self.port))
             .field("api_version", &self.api_version)
+            .field("csr", &self.csr)
             .field("credential", &self.credential)
             .field("proxy", &self.proxy)
             .finish_non_exhaustive()
@@ -551,6 +583,14 @@ impl Config {
     /// The overall deadline of one registration.
     pub fn deadline(&self) -> Duration {
         self.deadline
+    }
+    /// The `api-version` sent.
+    pub fn api_version(&self) -> &str {
+        &self.api_version
+    }
+    /// The CSR sent with the registration (base64 DER), if one is set.
+    pub fn csr_base64(&self) -> Option<&str> {
+        self.csr.as_ref().map(|c| c.der_base64.as_str())
     }
 }
 

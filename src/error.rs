@@ -148,6 +148,15 @@ status_table! {
     ResponseTooLarge = 309, Network, "the server response is too large";
     /// The server's response was not valid HTTP or not the JSON DPS sends.
     MalformedResponse = 310, Network, "the server response is malformed";
+    /// CSR issuance (experimental): the issued leaf certifies another public key than the CSR's.
+    IssuedKeyMismatch = 311, Network, "the issued certificate is not for the CSR's key";
+    /// CSR issuance: the issued leaf's subject CN is not the registration ID.
+    IssuedNameMismatch = 312, Network, "the issued certificate's CN is not the registration ID";
+    /// CSR issuance: the issued chain is missing, malformed, out of order, or a certificate is
+    /// not signed by the next one.
+    IssuedChainBroken = 313, Network, "the issued certificate chain is broken";
+    /// CSR issuance: the issued leaf is expired or not yet valid.
+    IssuedCertNotValid = 314, Network, "the issued certificate is expired or not yet valid";
 
     // 4xx: refusals from DPS (numbered after the HTTP status where one exists)
     /// 400: DPS rejected the request as malformed.

@@ -44,8 +44,8 @@ pub use config::{Config, ConfigBuilder};
 #[cfg(feature = "tpm")]
 pub use credential::TpmCredential;
 pub use credential::{
-    Credential, DigestSigner, HmacKey, SignatureScheme, SymmetricKey, X509Credential,
-    derive_device_key,
+    Credential, CsrAlgorithm, CsrKey, DigestSigner, HmacKey, SecretPem, SignatureScheme,
+    SymmetricKey, X509Credential, derive_device_key,
 };
 pub use error::{Error, ErrorClass, ErrorKind, Result};
 pub use protocol::ids::{validate_id_scope, validate_registration_id};

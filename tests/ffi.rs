@@ -644,6 +644,67 @@ retry_after_secs = 30
     }
 }
 
+#[test]
+fn certificate_issuance_through_the_c_abi() {
+    let emu = start(&format!(
+        "{}{}",
+        base_toml(),
+        sym_enrollment("dev-c-csr", "")
+    ));
+    let other_key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
+        .unwrap()
+        .serialize_pem();
+    unsafe {
+        let cfg = config_for(&emu, "dev-c-csr");
+        assert_eq!(dps_config_set_symmetric_key(cfg, cs(KEY).as_ptr()), DPS_OK);
+        // refusals
+        assert_eq!(
+            dps_config_set_csr(null_mut(), DPS_CSR_P256, null()),
+            DPS_ERR_NULL_ARGUMENT
+        );
+        assert_eq!(dps_config_set_csr(cfg, 7, null()), DPS_ERR_INVALID_ARGUMENT);
+        assert_eq!(
+            dps_config_set_csr(cfg, DPS_CSR_P256, cs(&other_key).as_ptr()),
+            DPS_ERR_INVALID_ARGUMENT
+        );
+        assert_eq!(
+            dps_config_set_csr(cfg, DPS_CSR_PEM, null()),
+            DPS_ERR_NULL_ARGUMENT
+        );
+        assert_eq!(
+            dps_config_set_csr(cfg, DPS_CSR_PEM, cs("not a key").as_ptr()),
+            DPS_ERR_INVALID_PRIVATE_KEY
+        );
+        // a generated P-384 key
+        assert_eq!(dps_config_set_csr(cfg, DPS_CSR_P384, null()), DPS_OK);
+        let mut reg = null_mut();
+        let mut err = null_mut();
+        assert_eq!(dps_register(cfg, &mut reg, &mut err), DPS_OK);
+        let chain = text(dps_registration_issued_chain_pem(reg)).expect("chain PEM");
+        let key = text(dps_registration_issued_key_pem(reg)).expect("key PEM");
+        assert!(key.starts_with("-----BEGIN PRIVATE KEY-----"));
+        assert_eq!(chain.matches("-----BEGIN CERTIFICATE-----").count(), 2);
+        assert_eq!(dps_registration_issued_certificate_count(reg), 2);
+        dps::X509Credential::from_pem(chain.as_bytes(), key.as_bytes(), None)
+            .expect("the key matches the issued leaf");
+        dps_registration_free(reg);
+        // a key from PEM: the chain, no key handed out
+        assert_eq!(
+            dps_config_set_csr(cfg, DPS_CSR_PEM, cs(&other_key).as_ptr()),
+            DPS_OK
+        );
+        let mut reg = null_mut();
+        assert_eq!(dps_register(cfg, &mut reg, &mut err), DPS_OK);
+        let chain = text(dps_registration_issued_chain_pem(reg)).expect("chain PEM");
+        assert!(dps_registration_issued_key_pem(reg).is_null());
+        dps::X509Credential::from_pem(chain.as_bytes(), other_key.as_bytes(), None).unwrap();
+        dps_registration_free(reg);
+        assert!(dps_registration_issued_chain_pem(null()).is_null());
+        assert!(dps_registration_issued_key_pem(null()).is_null());
+        dps_config_free(cfg);
+    }
+}
+
 /// Without the `pkcs11` feature the PKCS#11 setters exist (same header for every build) and
 /// say so.
 #[cfg(not(feature = "pkcs11"))]

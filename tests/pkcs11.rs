@@ -530,3 +530,31 @@ fn sign_latency() {
         assert!(d.as_millis() < 500, "a token operation took {d:?}");
     }
 }
+
+#[test]
+fn a_token_key_makes_the_csr_of_a_registration() {
+    let t = softhsm().new_token(&unique("csr-reg"), "1234");
+    t.generate_ec("k", b"\x01", OID_P256);
+    let s = Arc::new(signer(&t.uri("k")).unwrap());
+    let spki = s.public_key().unwrap().spki_der();
+    let emu = common::start(&format!(
+        "{}{}",
+        common::base_toml(),
+        common::sym_enrollment("dev-token-csr", "")
+    ));
+    let mut b = common::builder(&emu, "dev-token-csr");
+    b.symmetric_key(common::KEY).unwrap();
+    b.csr(dps::CsrKey::from_signer(s.clone(), &spki).unwrap());
+    let r = common::client(&b)
+        .register()
+        .expect("registers with a CSR signed by the token");
+    assert!(
+        r.issued_private_key_pem.is_none(),
+        "the key stays in the token"
+    );
+    let chain = r.issued_certificate_chain_pem.unwrap();
+    // The issued leaf and the token key make the next boot's credential (checked by a
+    // signature from the token against the leaf).
+    dps::X509Credential::from_signer(chain.as_bytes(), s)
+        .expect("the token holds the issued leaf's key");
+}

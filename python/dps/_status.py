@@ -154,6 +154,18 @@ class Status(enum.IntEnum):
     MALFORMED_RESPONSE = 310
     """The server response is not valid HTTP or not the JSON DPS sends."""
 
+    ISSUED_KEY_MISMATCH = 311
+    """Certificate issuance (experimental): the issued leaf certifies another key than the CSR's."""
+
+    ISSUED_NAME_MISMATCH = 312
+    """Certificate issuance: the issued leaf's subject CN is not the registration ID."""
+
+    ISSUED_CHAIN_BROKEN = 313
+    """Certificate issuance: the issued chain is missing, malformed, out of order or not signed."""
+
+    ISSUED_CERT_NOT_VALID = 314
+    """Certificate issuance: the issued leaf is expired or not yet valid."""
+
     BAD_REQUEST = 400
     """DPS answered 400 Bad Request."""
 

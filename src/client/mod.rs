@@ -20,6 +20,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::config::Config;
+use crate::credential::x509::csr::check_issued_chain;
 use crate::credential::{Challenge, TokenCache};
 use crate::error::{Error, ErrorKind, Result};
 use crate::protocol::wire::{self, Registration, RegistrationStatus};
@@ -350,7 +351,14 @@ impl Client {
                     &cfg.api_version,
                     cfg.force_registration,
                 );
-                let extra = cfg.credential.register_fields();
+                let mut extra = cfg.credential.register_fields();
+                if let Some(csr) = &cfg.csr {
+                    let member = wire::csr_member(&csr.der_base64);
+                    extra = Some(match extra {
+                        Some(e) => format!("{e},{member}"),
+                        None => member,
+                    });
+                }
                 let body = wire::register_body(
                     &cfg.registration_id,
                     cfg.payload_json.as_deref(),
@@ -479,6 +487,21 @@ impl Client {
                     credential.on_assigned(&mut self.tokens, &resp.body, deadline, &self.cancel)
                 {
                     return Outcome::Fail(with_http(e, resp));
+                }
+                let mut r = r;
+                if let Some(csr) = &self.config.csr {
+                    match check_issued_chain(
+                        &r.issued_certificate_chain,
+                        &csr.spki,
+                        &self.config.registration_id,
+                        self.clock.wall(),
+                    ) {
+                        Ok(pem) => {
+                            r.issued_certificate_chain_pem = Some(pem);
+                            r.issued_private_key_pem = csr.generated_key.clone();
+                        }
+                        Err(e) => return Outcome::Fail(with_http(e, resp)),
+                    }
                 }
                 Outcome::Done(r)
             }

@@ -25,6 +25,7 @@ pub use signer::{DigestSigner, SignatureScheme};
 #[cfg(feature = "tpm")]
 pub use tpm::TpmCredential;
 pub use x509::X509Credential;
+pub use x509::csr::{CsrAlgorithm, CsrKey, SecretPem};
 
 /// Derives an enrollment group member's device key (PROTOCOL.md 5.3):
 /// `base64(HMAC-SHA256(base64decode(group_key), registration_id))`. The one derivation used by

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use super::*;
 use crate::config::ConfigBuilder;
+use crate::credential::{CsrAlgorithm, CsrKey};
 use crate::error::{Error, ErrorKind};
 use crate::transport::tls::DefaultRoots;
 
@@ -255,6 +256,65 @@ pub unsafe extern "C" fn dps_config_set_api_version(
         // SAFETY: C string per the contract.
         b.api_version(unsafe { str_arg(api_version, "api_version") }?)
             .map(drop)
+    })
+}
+
+/// `dps_config_set_csr`: generate an ECDSA P-256 key (`key_pem` NULL).
+pub const DPS_CSR_P256: u32 = 0;
+/// `dps_config_set_csr`: generate an ECDSA P-384 key (`key_pem` NULL).
+pub const DPS_CSR_P384: u32 = 1;
+/// `dps_config_set_csr`: use the private key in `key_pem` (PKCS#8, PKCS#1 RSA or SEC1 EC;
+/// ECDSA P-256/P-384 or RSA 2048-8192).
+pub const DPS_CSR_PEM: u32 = 2;
+
+/// **Experimental.** Sends a certificate signing request with the registration (certificate
+/// issuance, api-version 2025-07-01-preview, which becomes the default unless
+/// `dps_config_set_api_version` was called). `kind` is `DPS_CSR_P256` or `DPS_CSR_P384` (the
+/// library generates the key when the client is created from this config; `key_pem` must be
+/// NULL) or `DPS_CSR_PEM` (`key_pem` is the key, copied). The CSR's subject CN is the
+/// registration ID. The issued chain, checked, is read with
+/// `dps_registration_issued_chain_pem`, a generated key with
+/// `dps_registration_issued_key_pem`. RSA keys cannot be generated (only supplied as PEM).
+/// Whether the real DPS accepts a CSR over HTTPS is unconfirmed.
+///
+/// Returns `DPS_OK`, `DPS_ERR_NULL_ARGUMENT`, `DPS_ERR_INVALID_UTF8`,
+/// `DPS_ERR_INVALID_ARGUMENT` (unknown `kind`, or `key_pem` given with a generated kind) or
+/// `DPS_ERR_INVALID_PRIVATE_KEY`. Not thread-safe on the same config.
+#[unsafe(no_mangle)]
+#[must_use]
+pub unsafe extern "C" fn dps_config_set_csr(
+    config: *mut dps_config,
+    kind: u32,
+    key_pem: *const c_char,
+) -> dps_status {
+    with_config(config, |b| {
+        // SAFETY: NULL or a C string per the contract.
+        let pem = unsafe { opt_str_arg(key_pem, "key_pem") }?;
+        let key = match (kind, pem) {
+            (DPS_CSR_P256, None) => CsrKey::generate(CsrAlgorithm::P256),
+            (DPS_CSR_P384, None) => CsrKey::generate(CsrAlgorithm::P384),
+            (DPS_CSR_P256 | DPS_CSR_P384, Some(_)) => {
+                return Err(Error::new(
+                    ErrorKind::InvalidArgument,
+                    "key_pem must be NULL when the library generates the key (DPS_CSR_P256, DPS_CSR_P384)",
+                ));
+            }
+            (DPS_CSR_PEM, Some(p)) => CsrKey::from_pem(p.as_bytes(), None)?,
+            (DPS_CSR_PEM, None) => {
+                return Err(Error::new(
+                    ErrorKind::NullArgument,
+                    "key_pem is NULL (DPS_CSR_PEM needs the private key)",
+                ));
+            }
+            (k, _) => {
+                return Err(Error::new(
+                    ErrorKind::InvalidArgument,
+                    format!("unknown CSR kind {k} (DPS_CSR_P256, DPS_CSR_P384 or DPS_CSR_PEM)"),
+                ));
+            }
+        };
+        b.csr(key);
+        Ok(())
     })
 }
 

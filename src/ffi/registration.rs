@@ -13,12 +13,16 @@ use crate::protocol::wire::{Registration, RegistrationStatus};
 /// Methods: `dps_registration_status`, `_registration_id`, `_assigned_hub`,
 /// `_device_id`, `_substatus`, `_created_at`, `_last_updated_at`, `_etag`,
 /// `_payload_json`, `_enrollment_group_id`, `_error_code`, `_error_message`,
-/// `_issued_certificate_count`, `_issued_certificate`, `_free`.
+/// `_issued_certificate_count`, `_issued_certificate`, `_issued_chain_pem`,
+/// `_issued_key_pem`, `_free`.
 /// Thread safety: may be read from any number of threads at once.
 pub struct dps_registration {
     pub(crate) inner: Registration,
     strings: [Option<CString>; 10],
     certs: Vec<CString>,
+    chain_pem: Option<CString>,
+    /// NUL-terminated PEM (no interior NUL), zeroized on free.
+    key_pem: Option<zeroize::Zeroizing<Vec<u8>>>,
 }
 
 impl dps_registration {
@@ -41,10 +45,19 @@ impl dps_registration {
             .iter()
             .map(|s| cstring(s))
             .collect();
+        let chain_pem = inner.issued_certificate_chain_pem.as_deref().map(cstring);
+        let key_pem = inner.issued_private_key_pem.as_ref().map(|k| {
+            let mut v = zeroize::Zeroizing::new(Vec::with_capacity(k.expose().len() + 1));
+            v.extend(k.expose().bytes().filter(|&b| b != 0));
+            v.push(0);
+            v
+        });
         Box::new(dps_registration {
             inner,
             strings,
             certs,
+            chain_pem,
+            key_pem,
         })
     }
 }
@@ -198,6 +211,37 @@ pub unsafe extern "C" fn dps_registration_issued_certificate(
         unsafe { reg.as_ref() }
             .and_then(|r| r.certs.get(index))
             .map_or(std::ptr::null(), |c| c.as_ptr())
+    })
+}
+
+/// **Experimental.** With a CSR (`dps_config_set_csr`): the issued certificate chain as PEM,
+/// leaf first, after the library's checks (the leaf certifies the CSR's key, its CN is the
+/// registration ID, each certificate is issued by the next, the leaf is valid now); NULL
+/// without a CSR. Borrowed.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn dps_registration_issued_chain_pem(
+    reg: *const dps_registration,
+) -> *const c_char {
+    guard(std::ptr::null(), || {
+        // SAFETY: NULL or a live registration.
+        unsafe { reg.as_ref() }
+            .and_then(|r| r.chain_pem.as_ref())
+            .map_or(std::ptr::null(), |c| c.as_ptr())
+    })
+}
+
+/// **Experimental.** With a CSR whose key the library generated (`DPS_CSR_P256`,
+/// `DPS_CSR_P384`): that private key as PKCS#8 PEM (`-----BEGIN PRIVATE KEY-----`); NULL
+/// otherwise. A secret: store it protected. Borrowed; zeroized by `dps_registration_free`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn dps_registration_issued_key_pem(
+    reg: *const dps_registration,
+) -> *const c_char {
+    guard(std::ptr::null(), || {
+        // SAFETY: NULL or a live registration.
+        unsafe { reg.as_ref() }
+            .and_then(|r| r.key_pem.as_ref())
+            .map_or(std::ptr::null(), |v| v.as_ptr().cast::<c_char>())
     })
 }
 

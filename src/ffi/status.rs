@@ -92,6 +92,14 @@ pub const DPS_ERR_PROXY: dps_status = 308;
 pub const DPS_ERR_RESPONSE_TOO_LARGE: dps_status = 309;
 /// The server response is not valid HTTP or not the JSON DPS sends.
 pub const DPS_ERR_MALFORMED_RESPONSE: dps_status = 310;
+/// Certificate issuance (experimental): the issued leaf certifies another key than the CSR's.
+pub const DPS_ERR_ISSUED_KEY_MISMATCH: dps_status = 311;
+/// Certificate issuance: the issued leaf's subject CN is not the registration ID.
+pub const DPS_ERR_ISSUED_NAME_MISMATCH: dps_status = 312;
+/// Certificate issuance: the issued chain is missing, malformed, out of order or not signed.
+pub const DPS_ERR_ISSUED_CHAIN_BROKEN: dps_status = 313;
+/// Certificate issuance: the issued leaf is expired or not yet valid.
+pub const DPS_ERR_ISSUED_CERT_NOT_VALID: dps_status = 314;
 /// DPS answered 400 Bad Request.
 pub const DPS_ERR_BAD_REQUEST: dps_status = 400;
 /// DPS answered 401: wrong key, expired token or unknown certificate.

@@ -13,6 +13,8 @@ pub mod wire;
 pub const DEFAULT_HOST: &str = "global.azure-devices-provisioning.net";
 /// The default `api-version` (PROTOCOL.md 1.3: the recommended client default).
 pub const DEFAULT_API_VERSION: &str = "2021-06-01";
+/// The `api-version` sent when a CSR is set and the caller did not choose one (PROTOCOL.md 1.3).
+pub const CSR_API_VERSION: &str = "2025-07-01-preview";
 
 /// Percent-encodes every byte outside the RFC 3986 unreserved set
 /// (`A-Z a-z 0-9 - . _ ~`), with uppercase hex digits.

@@ -76,6 +76,13 @@ pub struct Registration {
     pub issued_certificate_chain: Vec<String>,
     /// The operation ID this result came from (empty for lookups).
     pub operation_id: Option<String>,
+    /// With a CSR (experimental): `issuedCertificateChain` as PEM, leaf first, after the
+    /// checks (the leaf certifies the CSR's key, its CN is the registration ID, each
+    /// certificate is issued by the next, the leaf is valid now).
+    pub issued_certificate_chain_pem: Option<String>,
+    /// With a CSR whose key the library generated: that private key as PKCS#8 PEM
+    /// (zeroized on drop, redacted in `Debug`).
+    pub issued_private_key_pem: Option<crate::credential::SecretPem>,
 }
 
 #[derive(Deserialize)]
@@ -211,6 +218,8 @@ fn convert_state(w: WireState, sent_registration_id: &str) -> Result<Registratio
         enrollment_group_id,
         issued_certificate_chain: chain,
         operation_id: None,
+        issued_certificate_chain_pem: None,
+        issued_private_key_pem: None,
     })
 }
 
@@ -392,6 +401,11 @@ impl<'de> serde::de::Visitor<'de> for StrictVisitor {
 /// `payload_json` must come from [`normalize_payload`].
 pub fn request_body(registration_id: &str, payload_json: Option<&str>) -> String {
     register_body(registration_id, payload_json, None)
+}
+
+/// The `csr` member of the register body (PROTOCOL.md 3.2): `"csr":"<base64 DER>"`.
+pub fn csr_member(csr_base64: &str) -> String {
+    format!("\"csr\":{}", Value::String(csr_base64.to_owned()))
 }
 
 /// The register body with `extra` members (JSON text `"name":value[,...]`, such as a TPM

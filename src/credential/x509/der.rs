@@ -253,6 +253,15 @@ pub(crate) fn public_key_kind(cert: &[u8]) -> Option<PublicKeyKind> {
     let (_validity, fields) = take(fields, SEQUENCE)?;
     let (_subject, fields) = take(fields, SEQUENCE)?;
     let (spki, _) = take(fields, SEQUENCE)?;
+    spki_body_kind(spki)
+}
+
+/// The key type of a DER SubjectPublicKeyInfo, or `None` when it is not one.
+pub(crate) fn spki_kind(spki: &[u8]) -> Option<PublicKeyKind> {
+    spki_body_kind(take_whole(spki, SEQUENCE)?)
+}
+
+fn spki_body_kind(spki: &[u8]) -> Option<PublicKeyKind> {
     let (alg, key) = take(spki, SEQUENCE)?;
     let (oid, params) = take(alg, OID)?;
     Some(match oid {

@@ -15,6 +15,7 @@
 use std::fmt;
 use std::sync::Arc;
 
+pub(crate) mod csr;
 mod der;
 mod encrypted;
 mod external;
