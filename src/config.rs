@@ -265,9 +265,14 @@ impl ConfigBuilder {
     }
 
     /// Chooses the built-in roots (default: the Azure subset of Mozilla's bundle).
-    pub fn default_roots(&mut self, roots: DefaultRoots) -> &mut Self {
+    /// [`DefaultRoots::Mozilla`] needs the `mozilla-roots` feature: without it this is the
+    /// one place that refuses it ([`ErrorKind::Unsupported`]).
+    pub fn default_roots(&mut self, roots: DefaultRoots) -> Result<&mut Self> {
+        if roots == DefaultRoots::Mozilla && !tls::HAS_MOZILLA_ROOTS {
+            return Err(mozilla_unsupported());
+        }
         self.default_roots = roots;
-        self
+        Ok(self)
     }
 
     /// Uses an HTTP CONNECT proxy: `http://[user:pass@]host[:port]`.
@@ -424,9 +429,6 @@ impl ConfigBuilder {
             CredentialSpec::Tpm(t) => Credential::Tpm(t),
         };
         let client_cert = credential.tls_identity();
-        if self.default_roots == DefaultRoots::Mozilla && !tls::HAS_MOZILLA_ROOTS {
-            return Err(mozilla_unsupported());
-        }
         let roots = tls::root_store(self.default_roots, &self.extra_roots);
         if roots.is_empty() {
             return Err(Error::new(
@@ -480,7 +482,7 @@ impl ConfigBuilder {
 }
 
 /// The error for `DefaultRoots::Mozilla` in a build without the bundle.
-pub(crate) fn mozilla_unsupported() -> Error {
+fn mozilla_unsupported() -> Error {
     Error::new(
         ErrorKind::Unsupported,
         "the whole Mozilla root bundle is not part of this build (cargo feature `mozilla-roots`)",

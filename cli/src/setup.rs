@@ -43,7 +43,7 @@ pub fn setup(p: &Parsed) -> Res<Setup> {
                     "--roots {other:?}: use azure, mozilla or none"
                 )));
             }
-        });
+        })?;
     }
     for ca in p.values("--ca") {
         let pem = read_file("--ca", ca)?;

@@ -34,7 +34,7 @@ pub(super) fn parse_json<T>(resp: &Response, parse: impl FnOnce(&[u8]) -> Result
     parse(&resp.body)
 }
 
-fn check_json(resp: &Response) -> Result<()> {
+pub(super) fn check_json(resp: &Response) -> Result<()> {
     let ct = resp.content_type.as_deref().unwrap_or("");
     if !ct
         .trim_start()

@@ -447,9 +447,14 @@ impl Client {
 
     /// An answer that is not the JSON DPS sends. A poll and a lookup are safe to repeat
     /// (`repeatable`): retried like a truncated answer, within the deadline; a PUT fails.
+    ///
+    /// Only a garbled answer (wrong content type, not JSON) is retried: well-formed JSON whose
+    /// values fail validation (a hostile assignedHub or deviceId) fails at once.
     fn unparsable(&self, e: Error, resp: &Response, repeatable: bool) -> Outcome {
+        let garbled = answers::check_json(resp).is_err()
+            || serde_json::from_slice::<serde::de::IgnoredAny>(&resp.body).is_err();
         let e = with_http(e, resp);
-        if repeatable {
+        if repeatable && garbled {
             Outcome::Retry {
                 retry_after: self.retry_after(resp),
                 cause: e,

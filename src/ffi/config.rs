@@ -379,9 +379,6 @@ pub unsafe extern "C" fn dps_config_set_default_roots(
     with_config(config, |b| {
         let r = match roots {
             DPS_ROOTS_AZURE => DefaultRoots::Azure,
-            DPS_ROOTS_MOZILLA if !crate::transport::tls::HAS_MOZILLA_ROOTS => {
-                return Err(crate::config::mozilla_unsupported());
-            }
             DPS_ROOTS_MOZILLA => DefaultRoots::Mozilla,
             DPS_ROOTS_NONE => DefaultRoots::None,
             _ => {
@@ -391,7 +388,7 @@ pub unsafe extern "C" fn dps_config_set_default_roots(
                 ));
             }
         };
-        b.default_roots(r);
+        b.default_roots(r)?;
         Ok(())
     })
 }

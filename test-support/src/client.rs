@@ -13,7 +13,7 @@ pub fn builder(emu: &Emulator, registration_id: &str) -> ConfigBuilder {
     let mut b = ConfigBuilder::new(SCOPE).unwrap();
     b.registration_id(registration_id).unwrap();
     b.endpoint(&format!("localhost:{}", emu.port())).unwrap();
-    b.default_roots(DefaultRoots::None);
+    b.default_roots(DefaultRoots::None).unwrap();
     b.add_trusted_roots_pem(emu.ca_pem().as_bytes()).unwrap();
     b.deadline(Duration::from_secs(20)).unwrap();
     b.request_timeout(Duration::from_secs(5)).unwrap();
