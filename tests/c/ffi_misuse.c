@@ -322,7 +322,7 @@ static void endpoints_and_messages(void) {
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         const char *m;
         EXPECT(dps_config_set_endpoint(cfg, bad[i]), DPS_ERR_INVALID_ENDPOINT);
-        m = dps_config_last_error(cfg);
+        m = dps_error_message(dps_config_last_error(cfg));
         CHECK(m != NULL && strstr(m, "host:port") != NULL && strstr(m, "[::1]:443") != NULL &&
               strstr(m, "1.2.3.4:443") != NULL);
     }
@@ -330,29 +330,29 @@ static void endpoints_and_messages(void) {
 
     /* A 1 MiB input is quoted in at most 128 characters (plus the sentence). */
     EXPECT(dps_config_set_endpoint(cfg, huge), DPS_ERR_INVALID_ENDPOINT);
-    CHECK(dps_config_last_error(cfg) != NULL && strlen(dps_config_last_error(cfg)) < 512);
+    CHECK(dps_config_last_error(cfg) != NULL && strlen(dps_error_message(dps_config_last_error(cfg))) < 512);
     EXPECT(dps_config_set_api_version(cfg, huge), DPS_ERR_INVALID_ARGUMENT);
-    CHECK(dps_config_last_error(cfg) != NULL && strlen(dps_config_last_error(cfg)) < 512);
+    CHECK(dps_config_last_error(cfg) != NULL && strlen(dps_error_message(dps_config_last_error(cfg))) < 512);
     EXPECT(dps_config_set_proxy(cfg, huge), DPS_ERR_INVALID_PROXY);
-    CHECK(dps_config_last_error(cfg) != NULL && strlen(dps_config_last_error(cfg)) < 512);
+    CHECK(dps_config_last_error(cfg) != NULL && strlen(dps_error_message(dps_config_last_error(cfg))) < 512);
     EXPECT(dps_config_set_symmetric_key(cfg, huge), DPS_ERR_INVALID_KEY);
-    CHECK(dps_config_last_error(cfg) != NULL && strlen(dps_config_last_error(cfg)) < 512);
+    CHECK(dps_config_last_error(cfg) != NULL && strlen(dps_error_message(dps_config_last_error(cfg))) < 512);
     EXPECT(dps_config_set_payload_json(cfg, huge), DPS_ERR_INVALID_PAYLOAD);
-    CHECK(dps_config_last_error(cfg) != NULL && strlen(dps_config_last_error(cfg)) < 512);
+    CHECK(dps_config_last_error(cfg) != NULL && strlen(dps_error_message(dps_config_last_error(cfg))) < 512);
     EXPECT(dps_config_add_trusted_ca_pem(cfg, huge), DPS_ERR_INVALID_TRUST_ANCHOR);
-    CHECK(dps_config_last_error(cfg) != NULL && strlen(dps_config_last_error(cfg)) < 512);
+    CHECK(dps_config_last_error(cfg) != NULL && strlen(dps_error_message(dps_config_last_error(cfg))) < 512);
     EXPECT(dps_config_set_x509_pem(cfg, huge, huge, NULL), DPS_ERR_INVALID_CERTIFICATE);
-    CHECK(dps_config_last_error(cfg) != NULL && strlen(dps_config_last_error(cfg)) < 512);
+    CHECK(dps_config_last_error(cfg) != NULL && strlen(dps_error_message(dps_config_last_error(cfg))) < 512);
     EXPECT(dps_config_set_user_agent_suffix(cfg, huge), DPS_ERR_INVALID_ARGUMENT);
-    CHECK(dps_config_last_error(cfg) != NULL && strlen(dps_config_last_error(cfg)) < 512);
+    CHECK(dps_config_last_error(cfg) != NULL && strlen(dps_error_message(dps_config_last_error(cfg))) < 512);
     /* Symmetric keys: surrounding ASCII whitespace trimmed, inner refused. */
     EXPECT(dps_config_set_symmetric_key(cfg, " AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=\r\n"), DPS_OK);
     EXPECT(dps_config_set_symmetric_key(cfg, "AAECAwQFBgcICQoL DA0ODxAREhMUFRYXGBkaGxwdHh8="), DPS_ERR_INVALID_KEY);
-    CHECK(dps_config_last_error(cfg) != NULL && strstr(dps_config_last_error(cfg), "whitespace inside") != NULL);
+    CHECK(dps_config_last_error(cfg) != NULL && strstr(dps_error_message(dps_config_last_error(cfg)), "whitespace inside") != NULL);
 
     /* Payloads: a key repeated in one object is refused. */
     EXPECT(dps_config_set_payload_json(cfg, "{\"a\":1,\"b\":{\"c\":1,\"c\":2}}"), DPS_ERR_INVALID_PAYLOAD);
-    CHECK(dps_config_last_error(cfg) != NULL && strstr(dps_config_last_error(cfg), "more than once") != NULL);
+    CHECK(dps_config_last_error(cfg) != NULL && strstr(dps_error_message(dps_config_last_error(cfg)), "more than once") != NULL);
     EXPECT(dps_config_set_payload_json(cfg, "{\"a\":1,\"b\":{\"a\":2}}"), DPS_OK);
     dps_config_free(cfg);
 }
