@@ -166,6 +166,48 @@ fn untrusted_server_is_a_tls_error() {
     assert_eq!(e.kind, ErrorKind::TlsServerUntrusted, "{e}");
 }
 
+/// Issue 14 item 8: a server that presents a CA certificate as its own (a self-signed
+/// certificate with CA:TRUE, the usual home-made test server) is refused with a sentence that
+/// says so and what to do, not rustls' `Other(OtherError(CaUsedAsEndEntity))`, trusted or
+/// not; a leaf from an unknown CA names the calls that add a root.
+#[test]
+fn untrusted_server_messages_are_sentences() {
+    let register = |chain: &str, key: &str, trusted: Option<&str>| {
+        let port = raw_tls_server(
+            chain,
+            key,
+            RawReply::Bytes(b"HTTP/1.1 500 x\r\nContent-Length: 0\r\n\r\n"),
+        );
+        let mut b = dps::ConfigBuilder::new(SCOPE).unwrap();
+        b.registration_id("dev-sym")
+            .unwrap()
+            .symmetric_key(KEY)
+            .unwrap();
+        b.endpoint(&format!("localhost:{port}")).unwrap();
+        if let Some(root) = trusted {
+            b.add_trusted_roots_pem(root.as_bytes()).unwrap();
+        }
+        let e = client(&b).register().unwrap_err();
+        assert_eq!(e.kind, ErrorKind::TlsServerUntrusted, "{e}");
+        assert!(!e.message.contains("Error("), "{e}");
+        e.message
+    };
+    let ca = pki::TestCa::new("home-made server CA");
+    for trusted in [None, Some(ca.cert_pem())] {
+        let m = register(&ca.cert_pem(), &ca.key_pem(), trusted.as_deref());
+        assert!(
+            m.contains(
+                "the server presented a CA certificate (a self-signed one with CA:TRUE?) as its own"
+            ),
+            "{m}"
+        );
+    }
+    let leaf = ca.issue_server("localhost");
+    let m = register(&leaf.chain_pem, &leaf.key_pem, None);
+    assert!(m.contains("it is not issued by a trusted root"), "{m}");
+    assert!(m.contains("dps_config_add_trusted_ca_pem"), "{m}");
+}
+
 #[test]
 fn retry_after_zero_is_honoured_without_any_wait() {
     // The emulator answers every poll with `assigning` and `Retry-After: 0`:

@@ -400,11 +400,13 @@ impl From<x509::CredentialError> for crate::error::Error {
         use x509::CredentialError as C;
         let kind = match &e {
             C::NoCertificate | C::BadCertificate(_) => K::InvalidCertificate,
-            C::NoPrivateKey | C::BadPrivateKey(_) | C::UnsupportedKey(_) => K::InvalidPrivateKey,
+            C::NoPrivateKey | C::Pkcs12NoKey | C::BadPrivateKey(_) | C::UnsupportedKey(_) => {
+                K::InvalidPrivateKey
+            }
             C::KeyPasswordRequired | C::WrongKeyPassword => K::KeyPassword,
             C::KeyMismatch => K::KeyMismatch,
             C::Pkcs12(_) => K::InvalidPkcs12,
-            C::Pkcs12WrongPassword => K::Pkcs12Password,
+            C::Pkcs12WrongPassword | C::Pkcs12PasswordRequired => K::Pkcs12Password,
         };
         crate::error::Error::new(kind, e.to_string())
     }

@@ -26,6 +26,7 @@ mod pkcs12;
 #[cfg(test)]
 mod tests;
 
+pub(crate) use pemfile::pem_error_message;
 use pemfile::{parse_cert_chain_pem, parse_key_pem};
 use rustls::InconsistentKeys;
 use rustls::sign::{CertifiedKey, SigningKey};
@@ -58,6 +59,10 @@ pub enum CredentialError {
     Pkcs12(String),
     /// The PKCS#12 password is wrong (MAC verification or decryption failed).
     Pkcs12WrongPassword,
+    /// The PKCS#12 file is protected by a password and the empty password was given.
+    Pkcs12PasswordRequired,
+    /// The PKCS#12 file holds certificates but no private key.
+    Pkcs12NoKey,
 }
 
 impl fmt::Display for CredentialError {
@@ -79,6 +84,12 @@ impl fmt::Display for CredentialError {
             Self::Pkcs12WrongPassword => {
                 f.write_str("wrong PKCS#12 password (integrity check failed)")
             }
+            Self::Pkcs12PasswordRequired => f.write_str(
+                "the PKCS#12 file is protected by a password and none was given (the empty password does not open it)",
+            ),
+            Self::Pkcs12NoKey => f.write_str(
+                "the PKCS#12 file holds certificates but no private key: export it with its key (openssl pkcs12 -export -inkey KEY -in CERT)",
+            ),
         }
     }
 }
