@@ -31,7 +31,7 @@ use exchange::{Clock, Exchange, SystemClock};
 use pacing::PollPacer;
 
 pub use answers::{connection_string, iot_hub_sas_token};
-use answers::{deadline_from, parse_json, service_error, with_http};
+use answers::{deadline_from, parse_json, service_error, wait_phrase, with_http};
 pub use events::{Event, Observer, Step};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -566,8 +566,8 @@ impl Client {
                         let e = Error::new(
                             ErrorKind::DeadlineExceeded,
                             format!(
-                                "DPS is still assigning and asked to poll again in {} ms, after the registration deadline",
-                                wait.as_millis()
+                                "DPS is still assigning; the next poll ({}) would be after the registration deadline",
+                                wait_phrase(retry_after, wait, policy.max_retry_after)
                             ),
                         )
                         .retriable(true);
@@ -598,7 +598,8 @@ impl Client {
                 let wait = match decision {
                     retry::Decision::Wait(w) => w,
                     retry::Decision::GiveUp(wait) => {
-                        let e = deadline_from(cause, wait);
+                        let when = wait_phrase(retry_after, wait, policy.max_retry_after);
+                        let e = deadline_from(cause, &when);
                         return Err(self.finish(e));
                     }
                 };
