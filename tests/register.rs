@@ -100,6 +100,38 @@ ca_pem = """{}"""
     );
     let e = client(&b).register().unwrap_err();
     assert_eq!(e.kind, ErrorKind::Unauthorized, "{e}");
+    // Issue 14 item 10: DPS's "CA certificate not found." plus the client's diagnosis.
+    assert_eq!(e.dps_error_code, Some(401002));
+    assert!(e.message.contains("CA certificate not found."), "{e}");
+    assert!(
+        e.message.contains(
+            r#"The certificate chain sent (1 certificate) ends at "x509-group-dev", issued by "Test Intermediate", not at a CA certificate"#
+        ) && e.message.contains("the chain is probably incomplete"),
+        "{e}"
+    );
+
+    // A refused chain that ends at a CA, or a refused self-signed certificate: no such hint.
+    let stranger = pki::TestCa::new("Other Root CA").intermediate("Other Intermediate");
+    let other = stranger.issue_device("x509-group-dev");
+    let chain = format!("{}{}", other.cert_pem, stranger.cert_pem());
+    let mut b = builder(&emu, "x509-group-dev");
+    b.x509(X509Credential::from_pem(chain.as_bytes(), other.key_pem.as_bytes(), None).unwrap());
+    let e = client(&b).register().unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Unauthorized, "{e}");
+    assert!(!e.message.contains("probably incomplete"), "{e}");
+    let unknown = pki::self_signed_device("x509-single");
+    let mut b = builder(&emu, "x509-single");
+    b.x509(
+        X509Credential::from_pem(
+            unknown.cert_pem.as_bytes(),
+            unknown.key_pem.as_bytes(),
+            None,
+        )
+        .unwrap(),
+    );
+    let e = client(&b).register().unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Unauthorized, "{e}");
+    assert!(!e.message.contains("probably incomplete"), "{e}");
 }
 
 #[test]

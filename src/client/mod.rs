@@ -434,15 +434,27 @@ impl Client {
                     &self.cancel,
                 ) {
                     Challenge::Answered => Outcome::Challenged,
-                    Challenge::None => Outcome::Fail(service_error(&resp)),
+                    Challenge::None => Outcome::Fail(self.refused(&resp)),
                     Challenge::Failed(_) if self.cancel.is_cancelled() => Outcome::Fail(
                         Error::new(ErrorKind::Cancelled, "the registration was cancelled"),
                     ),
                     Challenge::Failed(e) => Outcome::Fail(with_http(e, &resp)),
                 }
             }
-            retry::Action::Fail => Outcome::Fail(service_error(&resp)),
+            retry::Action::Fail => Outcome::Fail(self.refused(&resp)),
         }
+    }
+
+    /// DPS's refusal, with the credential's hint added to a 401.
+    fn refused(&self, resp: &Response) -> Error {
+        let mut e = service_error(resp);
+        if resp.status == 401 {
+            if let Some(hint) = self.config.credential.refusal_hint() {
+                let sep = if e.message.ends_with('.') { " " } else { ". " };
+                e.message = format!("{}{sep}{hint}", e.message);
+            }
+        }
+        e
     }
 
     /// An answer that is not the JSON DPS sends. A poll and a lookup are safe to repeat

@@ -287,6 +287,15 @@ impl Credential {
         }
     }
 
+    /// What this credential can add when DPS refuses it (a 401): for X.509, a chain that
+    /// stops short of a CA certificate (issue 14 item 10).
+    pub(crate) fn refusal_hint(&self) -> Option<String> {
+        match self {
+            Credential::X509(x) => x.incomplete_chain_hint(),
+            _ => None,
+        }
+    }
+
     /// Whether a 401 while polling earns one re-registration with a fresh token
     /// (PROTOCOL.md 4.2: the token may have expired). A certificate does not get fresher, and
     /// a TPM registration already had its one challenge.

@@ -200,6 +200,33 @@ impl X509Credential {
         self.common_name.clone()
     }
 
+    /// When DPS refuses this certificate: a sentence saying the chain is probably incomplete,
+    /// if its last certificate is neither self-issued nor a CA (PROTOCOL.md 4.2, 401002 "CA
+    /// certificate not found." is DPS's answer to a group device that sent only its leaf).
+    pub(crate) fn incomplete_chain_hint(&self) -> Option<String> {
+        let chain = self.chain();
+        let end = der::chain_end(chain.last()?)?;
+        if end.self_issued || end.is_ca {
+            return None;
+        }
+        let name = |cn: Option<String>| {
+            cn.map_or_else(
+                || "a certificate without a CN".into(),
+                |cn| crate::config::echo(&cn),
+            )
+        };
+        let issuer = name(end.issuer_cn);
+        Some(format!(
+            "The certificate chain sent ({} certificate{}) ends at {}, issued by {issuer}, not \
+             at a CA certificate: unless {issuer} is the enrollment group's CA certificate, the \
+             chain is probably incomplete; add the intermediate certificates after the leaf, \
+             from {issuer} up to the group's CA.",
+            chain.len(),
+            if chain.len() == 1 { "" } else { "s" },
+            name(end.subject_cn),
+        ))
+    }
+
     /// Checks the chain and the key pair and builds the credential.
     fn assemble(
         chain: Vec<CertificateDer<'static>>,
