@@ -98,6 +98,13 @@
 #define DPS_CSR_PEM 2
 
 /**
+ * `dps_config_set_csr`: generate an RSA-2048 key (`key_pem` NULL). Needs a library built
+ * with the cargo feature `rsa-keygen` (`dps_version` names it); otherwise
+ * `dps_config_set_csr` returns `DPS_ERR_UNSUPPORTED`.
+ */
+#define DPS_CSR_RSA2048 3
+
+/**
  * Signature scheme `DPS_SIG_ECDSA_P256_SHA256`: ECDSA on P-256 over a 32-byte SHA-256 digest.
  */
 #define DPS_SIG_ECDSA_P256_SHA256 1
@@ -926,16 +933,17 @@ dps_status dps_config_set_api_version(struct dps_config *config,
 /**
  * **Experimental.** Sends a certificate signing request with the registration (certificate
  * issuance, api-version 2025-07-01-preview, which becomes the default unless
- * `dps_config_set_api_version` was called). `kind` is `DPS_CSR_P256` or `DPS_CSR_P384` (the
- * library generates the key when the client is created from this config; `key_pem` must be
- * NULL) or `DPS_CSR_PEM` (`key_pem` is the key, copied). The CSR's subject CN is the
- * registration ID. The issued chain, checked, is read with
+ * `dps_config_set_api_version` was called). `kind` is `DPS_CSR_P256`, `DPS_CSR_P384` or
+ * `DPS_CSR_RSA2048` (the library generates the key when the client is created from this
+ * config; `key_pem` must be NULL) or `DPS_CSR_PEM` (`key_pem` is the key, copied). The CSR's
+ * subject CN is the registration ID. The issued chain, checked, is read with
  * `dps_registration_issued_chain_pem`, a generated key with
- * `dps_registration_issued_key_pem`. RSA keys cannot be generated (only supplied as PEM).
+ * `dps_registration_issued_key_pem`. `DPS_CSR_RSA2048` needs the `rsa-keygen` build feature.
  * Whether the real DPS accepts a CSR over HTTPS is unconfirmed.
  *
  * Returns `DPS_OK`, `DPS_ERR_NULL_ARGUMENT`, `DPS_ERR_INVALID_UTF8`,
- * `DPS_ERR_INVALID_ARGUMENT` (unknown `kind`, or `key_pem` given with a generated kind) or
+ * `DPS_ERR_INVALID_ARGUMENT` (unknown `kind`, or `key_pem` given with a generated kind),
+ * `DPS_ERR_UNSUPPORTED` (`DPS_CSR_RSA2048` without the `rsa-keygen` feature) or
  * `DPS_ERR_INVALID_PRIVATE_KEY`. Not thread-safe on the same config.
  */
 DPS_NODISCARD
