@@ -230,7 +230,7 @@ fn pkcs11_usage_errors() {
     for (args, msg) in [
         (
             &["--pkcs11-pin", "1234", "--symmetric-key", KEY][..],
-            "--pkcs11-pin needs --pkcs11-uri or --pkcs11-hmac-uri",
+            "--pkcs11-pin needs --pkcs11-uri, --pkcs11-hmac-uri or --csr pkcs11:URI",
         ),
         (
             &[
