@@ -1268,6 +1268,28 @@ dps_status dps_config_set_pkcs11_hmac(struct dps_config *config,
                                       const char *pin);
 
 /**
+ * **Experimental.** Sends a certificate signing request (as `dps_config_set_csr`) whose key
+ * is held by a PKCS#11 token: the CSR's digest is signed by the token (ECDSA P-256/P-384 or
+ * RSA 2048-8192, `CKM_ECDSA` / `CKM_RSA_PKCS`), the key never leaves it, and
+ * `dps_registration_issued_key_pem` stays NULL. `key_uri`, `module_path` and `pin` as in
+ * `dps_config_set_pkcs11_x509` (copied, the PIN zeroized and never in a message); the
+ * session is opened and logged in during this call and the token's public key read. The
+ * CSR is made, and its signature checked against that public key, when the client is
+ * created from this config. The onboarding credential is set separately (any kind).
+ *
+ * Returns `DPS_OK`, `DPS_ERR_NULL_ARGUMENT`, `DPS_ERR_INVALID_UTF8`,
+ * `DPS_ERR_INVALID_ARGUMENT`, `DPS_ERR_PKCS11_MODULE`, `DPS_ERR_PKCS11_PIN`,
+ * `DPS_ERR_PKCS11_OBJECT`, `DPS_ERR_FILE_READ`, `DPS_ERR_INVALID_PRIVATE_KEY` (unsupported
+ * key type), `DPS_ERR_SIGNER_FAILED`, or `DPS_ERR_UNSUPPORTED` without the `pkcs11` feature.
+ * Not thread-safe on the same config; may block on the token.
+ */
+DPS_NODISCARD
+dps_status dps_config_set_csr_pkcs11(struct dps_config *config,
+                                     const char *key_uri,
+                                     const char *module_path,
+                                     const char *pin);
+
+/**
  * Sets the process-wide log callback (the library logs through Rust's `log`
  * facade, which allows one logger per process) and the most verbose level to
  * deliver (`DPS_LOG_ERROR` .. `DPS_LOG_TRACE`; 0 turns logging off). Lines

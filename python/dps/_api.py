@@ -450,6 +450,8 @@ def _configure(
     tpm_create_missing: bool = False,
     external: Sequence[str] = (),
     csr: Optional[PemSource] = None,
+    pkcs11_module: Union[str, "os.PathLike[str]", None] = None,
+    pkcs11_pin: Optional[str] = None,
 ) -> None:
     kinds = [n for n, v in (("symmetric_key", symmetric_key), ("group_key", group_key), ("cert", cert), ("pkcs12", pkcs12)) if v is not None]
     if tpm not in (None, False):
@@ -546,23 +548,26 @@ def _configure(
     if user_agent_suffix is not None:
         cfg.call("dps_config_set_user_agent_suffix", _enc(user_agent_suffix, "user_agent_suffix"))
     if csr is not None:
-        _configure_csr(cfg, csr)
+        _configure_csr(cfg, csr, pkcs11_module, pkcs11_pin)
     del lib
 
 
-def _configure_csr(cfg: _Config, csr: PemSource) -> None:
-    """``csr=``: a key the library generates (``"p256"``, ``"p384"``, ``"rsa2048"``) or a PEM
-    private key (bytes, PEM text or a file path)."""
+def _configure_csr(
+    cfg: _Config,
+    csr: PemSource,
+    pkcs11_module: Union[str, "os.PathLike[str]", None] = None,
+    pkcs11_pin: Optional[str] = None,
+) -> None:
+    """``csr=``: a key the library generates (``"p256"``, ``"p384"``, ``"rsa2048"``), a PEM
+    private key (bytes, PEM text or a file path) or a PKCS#11 token key (``"pkcs11:..."``)."""
     if isinstance(csr, str) and csr in _CSR_GENERATED:
         cfg.call("dps_config_set_csr", _CSR_GENERATED[csr], None)
         return
     if isinstance(csr, str) and csr.startswith("pkcs11:"):
-        raise UsageError(
-            Status.UNSUPPORTED,
-            "csr='pkcs11:...': a CSR signed by a PKCS#11 token is not in the C ABI yet "
-            "(the CLI's --csr pkcs11:URI and the Rust API have it); give the key as PEM, "
-            "or 'p256', 'p384', 'rsa2048'",
-        )
+        # A token key (RFC 7512 URI): the token signs the CSR; pkcs11_module / pkcs11_pin apply.
+        module = os.fsencode(pkcs11_module) if pkcs11_module is not None else None
+        cfg.call("dps_config_set_csr_pkcs11", _enc(csr, "csr"), module, _enc(pkcs11_pin, "pkcs11_pin"))
+        return
     if not isinstance(csr, (str, bytes, bytearray, os.PathLike)):
         raise TypeError(
             f"csr must be 'p256', 'p384', 'rsa2048', PEM bytes, PEM text or a key file path, not {type(csr).__name__}"
@@ -737,7 +742,9 @@ class Client:
     ``csr`` (experimental certificate issuance, api-version 2025-07-01-preview): ``"p256"``,
     ``"p384"`` or ``"rsa2048"`` (a key generated in memory; ``rsa2048`` needs a library built
     with the ``rsa-keygen`` feature, else :class:`UsageError` ``UNSUPPORTED``), or a PEM
-    private key (bytes, PEM text or a file path). The result carries ``issued_chain_pem``
+    private key (bytes, PEM text or a file path), or a PKCS#11 token key ``"pkcs11:..."``
+    (signed in the token; ``pkcs11_module``/``pkcs11_pin`` apply; needs a library with the
+    ``pkcs11`` feature, else ``UNSUPPORTED``). The result carries ``issued_chain_pem``
     and, for a generated key, ``issued_key_pem``; a chain that fails the library's checks
     raises :class:`IssuedCertificateError`.
 
@@ -796,8 +803,9 @@ class Client:
         # signer/hmac trampolines: kept alive as long as this object (the C client calls them).
         self._key = _ExternalKey(signer, hmac)
         external = [n for n, v in (("signer", signer), ("hmac", hmac), ("pkcs11_uri", pkcs11_uri), ("pkcs11_hmac_uri", pkcs11_hmac_uri)) if v is not None]
-        if (pkcs11_module is not None or pkcs11_pin is not None) and pkcs11_uri is None and pkcs11_hmac_uri is None:
-            raise UsageError(Status.INVALID_ARGUMENT, "pkcs11_module and pkcs11_pin need pkcs11_uri or pkcs11_hmac_uri")
+        csr_token = isinstance(csr, str) and csr.startswith("pkcs11:")
+        if (pkcs11_module is not None or pkcs11_pin is not None) and pkcs11_uri is None and pkcs11_hmac_uri is None and not csr_token:
+            raise UsageError(Status.INVALID_ARGUMENT, "pkcs11_module and pkcs11_pin need pkcs11_uri, pkcs11_hmac_uri or csr='pkcs11:...'")
         with _Config(self._lib, id_scope, registration_id) as cfg:
             _configure(
                 cfg,
@@ -826,6 +834,8 @@ class Client:
                 tpm_create_missing=tpm_create_missing,
                 external=external,
                 csr=csr,
+                pkcs11_module=pkcs11_module,
+                pkcs11_pin=pkcs11_pin,
             )
             if external:
                 _configure_key(

@@ -141,6 +141,7 @@ _SIGNATURES = {
     "dps_config_set_endpoint": (dps_status, [ConfigP, c_char_p]),
     "dps_config_set_api_version": (dps_status, [ConfigP, c_char_p]),
     "dps_config_set_csr": (dps_status, [ConfigP, c_uint32, c_char_p]),
+    "dps_config_set_csr_pkcs11": (dps_status, [ConfigP, c_char_p, c_char_p, c_char_p]),
     "dps_config_set_force_registration": (dps_status, [ConfigP, c_bool]),
     "dps_config_add_trusted_ca_pem": (dps_status, [ConfigP, c_char_p]),
     "dps_config_add_trusted_ca_file": (dps_status, [ConfigP, c_char_p]),

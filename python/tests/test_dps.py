@@ -803,8 +803,10 @@ def test_csr_refusals(csr_emu: Emu, tmp_path: Path) -> None:
     with pytest.raises(dps.CredentialError) as ei:
         dps.Client(SCOPE, "py-csr", symmetric_key=KEY, csr=str(tmp_path / "missing.pem"), **csr_emu.opts())
     assert ei.value.status == dps.Status.FILE_READ
-    with pytest.raises(dps.UsageError) as ei:
-        dps.Client(SCOPE, "py-csr", symmetric_key=KEY, csr="pkcs11:token=t;object=k", **csr_emu.opts())
-    assert ei.value.status == dps.Status.UNSUPPORTED
+    if "pkcs11" not in dps.version():  # the token case is in pkcs11_cases.py
+        with pytest.raises(dps.UsageError) as ei:
+            dps.Client(SCOPE, "py-csr", symmetric_key=KEY, csr="pkcs11:token=t;object=k", **csr_emu.opts())
+        assert ei.value.status == dps.Status.UNSUPPORTED
+        assert "pkcs11" in ei.value.message
     with pytest.raises(TypeError):
         dps.Client(SCOPE, "py-csr", symmetric_key=KEY, csr=42, **csr_emu.opts())  # type: ignore[arg-type]
