@@ -150,6 +150,13 @@ fn register_writes_the_issued_pair_mode_0600() {
         assert_eq!(v["status"], "assigned");
         assert_eq!(listing(&dir), ["device.key", "device.pem"], "{alg}");
         assert_eq!((mode(&cert), mode(&key)), (0o600, 0o600), "{alg}");
+        // the generated key goes to its file only, never to the output
+        let key_text = std::fs::read_to_string(&key).unwrap();
+        let body = key_text.lines().nth(1).unwrap();
+        assert!(
+            !o.stdout.contains(body) && !o.stderr.contains(body),
+            "{alg}: the key is printed"
+        );
         let certs = chain(&cert);
         assert_eq!(certs.len(), 2, "{alg}: leaf and issuing CA");
         assert_eq!(certs[1], chain_of_pem(&emu.ca_pem())[0], "{alg}");
