@@ -420,6 +420,11 @@ typedef uint32_t dps_class;
 #define DPS_ERR_INVALID_PROXY 111
 
 /**
+ * The payload is larger than DPS accepts in one message (96 KB).
+ */
+#define DPS_ERR_PAYLOAD_TOO_LARGE 112
+
+/**
  * The symmetric key is not base64 of 16-64 bytes.
  */
 #define DPS_ERR_INVALID_KEY 200
@@ -907,8 +912,9 @@ const struct dps_error *dps_config_last_error(const struct dps_config *config);
 /**
  * Sends a custom allocation payload with the registration. `json` must be a
  * JSON object; it is checked and copied. Returns `DPS_OK`,
- * `DPS_ERR_NULL_ARGUMENT`, `DPS_ERR_INVALID_UTF8` or
- * `DPS_ERR_INVALID_PAYLOAD`. Not thread-safe on the same config.
+ * `DPS_ERR_NULL_ARGUMENT`, `DPS_ERR_INVALID_UTF8`, `DPS_ERR_INVALID_PAYLOAD` (not a JSON
+ * object, or a key repeated in one object) or `DPS_ERR_PAYLOAD_TOO_LARGE` (over 96 KB once
+ * compacted). Not thread-safe on the same config.
  */
 DPS_NODISCARD dps_status dps_config_set_payload_json(struct dps_config *config, const char *json);
 

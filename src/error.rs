@@ -90,6 +90,8 @@ status_table! {
     Unsupported = 110, Usage, "the feature is not included in this build";
     /// The proxy URL is malformed.
     InvalidProxy = 111, Usage, "the proxy URL is malformed";
+    /// The payload is larger than DPS accepts in one message (96 KB).
+    PayloadTooLarge = 112, Usage, "the payload is larger than DPS accepts (96 KB)";
 
     // 2xx: credential and trust configuration
     /// The symmetric key is not valid base64, or not 16-64 bytes.

@@ -100,6 +100,38 @@ ca_pem = """{}"""
     );
     let e = client(&b).register().unwrap_err();
     assert_eq!(e.kind, ErrorKind::Unauthorized, "{e}");
+    // Issue 14 item 10: DPS's "CA certificate not found." plus the client's diagnosis.
+    assert_eq!(e.dps_error_code, Some(401002));
+    assert!(e.message.contains("CA certificate not found."), "{e}");
+    assert!(
+        e.message.contains(
+            r#"The certificate chain sent (1 certificate) ends at "x509-group-dev", issued by "Test Intermediate", not at a CA certificate"#
+        ) && e.message.contains("the chain is probably incomplete"),
+        "{e}"
+    );
+
+    // A refused chain that ends at a CA, or a refused self-signed certificate: no such hint.
+    let stranger = pki::TestCa::new("Other Root CA").intermediate("Other Intermediate");
+    let other = stranger.issue_device("x509-group-dev");
+    let chain = format!("{}{}", other.cert_pem, stranger.cert_pem());
+    let mut b = builder(&emu, "x509-group-dev");
+    b.x509(X509Credential::from_pem(chain.as_bytes(), other.key_pem.as_bytes(), None).unwrap());
+    let e = client(&b).register().unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Unauthorized, "{e}");
+    assert!(!e.message.contains("probably incomplete"), "{e}");
+    let unknown = pki::self_signed_device("x509-single");
+    let mut b = builder(&emu, "x509-single");
+    b.x509(
+        X509Credential::from_pem(
+            unknown.cert_pem.as_bytes(),
+            unknown.key_pem.as_bytes(),
+            None,
+        )
+        .unwrap(),
+    );
+    let e = client(&b).register().unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Unauthorized, "{e}");
+    assert!(!e.message.contains("probably incomplete"), "{e}");
 }
 
 #[test]
@@ -164,6 +196,48 @@ fn untrusted_server_is_a_tls_error() {
     b.endpoint(&format!("localhost:{}", emu.port())).unwrap();
     let e = client(&b).register().unwrap_err();
     assert_eq!(e.kind, ErrorKind::TlsServerUntrusted, "{e}");
+}
+
+/// Issue 14 item 8: a server that presents a CA certificate as its own (a self-signed
+/// certificate with CA:TRUE, the usual home-made test server) is refused with a sentence that
+/// says so and what to do, not rustls' `Other(OtherError(CaUsedAsEndEntity))`, trusted or
+/// not; a leaf from an unknown CA names the calls that add a root.
+#[test]
+fn untrusted_server_messages_are_sentences() {
+    let register = |chain: &str, key: &str, trusted: Option<&str>| {
+        let port = raw_tls_server(
+            chain,
+            key,
+            RawReply::Bytes(b"HTTP/1.1 500 x\r\nContent-Length: 0\r\n\r\n"),
+        );
+        let mut b = dps::ConfigBuilder::new(SCOPE).unwrap();
+        b.registration_id("dev-sym")
+            .unwrap()
+            .symmetric_key(KEY)
+            .unwrap();
+        b.endpoint(&format!("localhost:{port}")).unwrap();
+        if let Some(root) = trusted {
+            b.add_trusted_roots_pem(root.as_bytes()).unwrap();
+        }
+        let e = client(&b).register().unwrap_err();
+        assert_eq!(e.kind, ErrorKind::TlsServerUntrusted, "{e}");
+        assert!(!e.message.contains("Error("), "{e}");
+        e.message
+    };
+    let ca = pki::TestCa::new("home-made server CA");
+    for trusted in [None, Some(ca.cert_pem())] {
+        let m = register(&ca.cert_pem(), &ca.key_pem(), trusted.as_deref());
+        assert!(
+            m.contains(
+                "the server presented a CA certificate (a self-signed one with CA:TRUE?) as its own"
+            ),
+            "{m}"
+        );
+    }
+    let leaf = ca.issue_server("localhost");
+    let m = register(&leaf.chain_pem, &leaf.key_pem, None);
+    assert!(m.contains("it is not issued by a trusted root"), "{m}");
+    assert!(m.contains("dps_config_add_trusted_ca_pem"), "{m}");
 }
 
 #[test]

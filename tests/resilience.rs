@@ -236,7 +236,8 @@ fn one_handshake_through_retries_and_transparent_reconnect() {
     );
     assert_eq!(emu.counters().tls_handshakes, 1);
 
-    // The server drops the connection: re-established transparently.
+    // The server drops the connection after reading a poll: retried after a back-off (see
+    // `a_connection_closed_without_an_answer_is_retried_after_a_back_off`).
     let mut b = builder(&emu, "drop-dev");
     b.symmetric_key(KEY).unwrap();
     let mut c = client(&b);
@@ -245,6 +246,88 @@ fn one_handshake_through_retries_and_transparent_reconnect() {
     // A second registration reuses the kept-alive connection.
     c.register().expect("registers again");
     assert_eq!(c.stats().handshakes, 2);
+}
+
+/// Issue 14 item 3: a request that met a closed connection is retried after the back-off,
+/// never at once (before, the first close on a kept-alive connection was resent within ~5 ms
+/// on a new connection, so a server closing every connection got requests back to back).
+/// A connection the server closed while it sat idle is still replaced without a pause: the
+/// second registration reuses nothing stale and sends no request twice.
+#[test]
+fn a_connection_closed_without_an_answer_is_retried_after_a_back_off() {
+    let emu = emulator(&sym_enrollment(
+        "close-dev",
+        r#"faults = [{ on = "poll", action = "close", times = 2 }]"#,
+    ));
+    let mut b = builder(&emu, "close-dev");
+    b.symmetric_key(KEY).unwrap();
+    b.backoff(Duration::from_millis(300), Duration::from_secs(2))
+        .unwrap();
+    let mut c = client(&b);
+    let waits = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = waits.clone();
+    c.set_observer(Some(Box::new(move |ev| {
+        if let Event::Retrying { wait, cause } = ev {
+            seen.lock().unwrap().push((wait, cause));
+        }
+    })));
+    let started = Instant::now();
+    c.register()
+        .expect("registers after two closed connections");
+    let elapsed = started.elapsed();
+    let waits = waits.lock().unwrap().clone();
+    assert_eq!(
+        waits.len(),
+        2,
+        "each closed connection is one retry: {waits:?}"
+    );
+    for (wait, cause) in &waits {
+        assert!(*wait >= Duration::from_millis(150), "{wait:?}");
+        assert_eq!(*cause, ErrorKind::ConnectionLost, "{waits:?}");
+    }
+    let total: Duration = waits.iter().map(|(w, _)| *w).sum();
+    assert!(elapsed >= total, "{elapsed:?} < {total:?}");
+    // One new connection per close, none for anything else.
+    assert_eq!(c.stats().connections, 3, "{:?}", c.stats());
+}
+
+/// The other half of item 3: a kept-alive connection the server closed while it sat idle
+/// (the emulator's keep-alive timeout, 100 ms here) is noticed before the next request and
+/// replaced at once: no retry, no back-off, no request lost to it.
+#[test]
+fn a_connection_closed_while_idle_is_replaced_without_a_retry() {
+    let emu = emulator(&(sym_enrollment("idle-dev", "") + "\n[limits]\nidle_timeout_ms = 100\n"));
+    let mut b = builder(&emu, "idle-dev");
+    b.symmetric_key(KEY).unwrap();
+    b.backoff(Duration::from_secs(5), Duration::from_secs(10))
+        .unwrap();
+    let mut c = client(&b);
+    let retries = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let seen = retries.clone();
+    c.set_observer(Some(Box::new(move |ev| {
+        if matches!(ev, Event::Retrying { .. }) {
+            seen.fetch_add(1, Ordering::SeqCst);
+        }
+    })));
+    c.register().expect("first registration");
+    let first = c.stats();
+    std::thread::sleep(Duration::from_millis(400));
+    let started = Instant::now();
+    c.register()
+        .expect("second registration after the server closed the idle connection");
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(retries.load(Ordering::SeqCst), 0);
+    let s = c.stats();
+    assert_eq!(s.connections, first.connections + 1, "{s:?}");
+    assert_eq!(
+        s.requests - first.requests,
+        first.requests,
+        "the same requests as the first time, none resent: {s:?}"
+    );
 }
 
 /// Cancels `after` the observer saw `trigger` (so the cancel lands inside

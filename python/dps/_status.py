@@ -77,6 +77,9 @@ class Status(enum.IntEnum):
     INVALID_PROXY = 111
     """The proxy URL is malformed."""
 
+    PAYLOAD_TOO_LARGE = 112
+    """The payload is larger than DPS accepts in one message (96 KB)."""
+
     INVALID_KEY = 200
     """The symmetric key is not base64 of 16-64 bytes."""
 

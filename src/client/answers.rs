@@ -11,12 +11,11 @@ use crate::protocol::wire::{self, Registration};
 use crate::retry;
 use crate::transport::Response;
 
-pub(super) fn deadline_from(cause: Error, wait: Duration) -> Error {
+pub(super) fn deadline_from(cause: Error, wait: &str) -> Error {
     let mut e = Error::new(
         ErrorKind::DeadlineExceeded,
         format!(
-            "giving up: the next retry (in {} ms) would pass the deadline; last failure: {}",
-            wait.as_millis(),
+            "giving up: the next retry ({wait}) would pass the deadline; last failure: {}",
             cause.message
         ),
     );
@@ -26,6 +25,21 @@ pub(super) fn deadline_from(cause: Error, wait: Duration) -> Error {
     e.cause = Some(cause.kind);
     e.retriable = true;
     e
+}
+
+/// When the next request is due, and who decided it: a `Retry-After` larger than the
+/// configured maximum is reported as what the server asked and what it was capped to, never
+/// as if the server had asked for the capped value (issue 14 item 8).
+pub(super) fn wait_phrase(retry_after: Option<Duration>, wait: Duration, cap: Duration) -> String {
+    match retry_after {
+        Some(asked) if asked > cap => format!(
+            "DPS asked to wait {} s, capped at {} ms by the maximum Retry-After",
+            asked.as_secs(),
+            wait.as_millis()
+        ),
+        Some(_) => format!("in {} ms, as DPS asked", wait.as_millis()),
+        None => format!("in {} ms", wait.as_millis()),
+    }
 }
 
 /// Checks the content type and parses the body with `parse`.

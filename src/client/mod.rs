@@ -31,7 +31,7 @@ use exchange::{Clock, Exchange, SystemClock};
 use pacing::PollPacer;
 
 pub use answers::{connection_string, iot_hub_sas_token};
-use answers::{deadline_from, parse_json, service_error, with_http};
+use answers::{deadline_from, parse_json, service_error, wait_phrase, with_http};
 pub use events::{Event, Observer, Step};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -434,15 +434,27 @@ impl Client {
                     &self.cancel,
                 ) {
                     Challenge::Answered => Outcome::Challenged,
-                    Challenge::None => Outcome::Fail(service_error(&resp)),
+                    Challenge::None => Outcome::Fail(self.refused(&resp)),
                     Challenge::Failed(_) if self.cancel.is_cancelled() => Outcome::Fail(
                         Error::new(ErrorKind::Cancelled, "the registration was cancelled"),
                     ),
                     Challenge::Failed(e) => Outcome::Fail(with_http(e, &resp)),
                 }
             }
-            retry::Action::Fail => Outcome::Fail(service_error(&resp)),
+            retry::Action::Fail => Outcome::Fail(self.refused(&resp)),
         }
+    }
+
+    /// DPS's refusal, with the credential's hint added to a 401.
+    fn refused(&self, resp: &Response) -> Error {
+        let mut e = service_error(resp);
+        if resp.status == 401 {
+            if let Some(hint) = self.config.credential.refusal_hint() {
+                let sep = if e.message.ends_with('.') { " " } else { ". " };
+                e.message = format!("{}{sep}{hint}", e.message);
+            }
+        }
+        e
     }
 
     /// An answer that is not the JSON DPS sends. A poll and a lookup are safe to repeat
@@ -566,8 +578,8 @@ impl Client {
                         let e = Error::new(
                             ErrorKind::DeadlineExceeded,
                             format!(
-                                "DPS is still assigning and asked to poll again in {} ms, after the registration deadline",
-                                wait.as_millis()
+                                "DPS is still assigning; the next poll ({}) would be after the registration deadline",
+                                wait_phrase(retry_after, wait, policy.max_retry_after)
                             ),
                         )
                         .retriable(true);
@@ -598,7 +610,8 @@ impl Client {
                 let wait = match decision {
                     retry::Decision::Wait(w) => w,
                     retry::Decision::GiveUp(wait) => {
-                        let e = deadline_from(cause, wait);
+                        let when = wait_phrase(retry_after, wait, policy.max_retry_after);
+                        let e = deadline_from(cause, &when);
                         return Err(self.finish(e));
                     }
                 };

@@ -314,6 +314,36 @@ fn retry_after_past_the_deadline_gives_up_at_once() {
     assert_eq!(h.clock.elapsed(), Duration::ZERO);
 }
 
+/// Issue 14 item 8: a capped `Retry-After` is reported as what DPS asked and what it was
+/// capped to, not as if DPS had asked for the capped value.
+#[test]
+fn a_capped_retry_after_is_reported_as_asked_and_capped() {
+    let tune = |b: &mut ConfigBuilder| {
+        b.max_retry_after(Duration::from_secs(120));
+    };
+    let mut h = harness(tune, vec![resp(429, Some("600"), "{}")], None);
+    let e = h.client.register().unwrap_err();
+    assert!(
+        e.message
+            .contains("the next retry (DPS asked to wait 600 s, capped at 120000 ms by the maximum Retry-After)"),
+        "{e}"
+    );
+    let mut h = harness(tune, vec![resp(202, Some("900"), ASSIGNING)], None);
+    let e = h.client.register().unwrap_err();
+    assert!(
+        e.message
+            .contains("the next poll (DPS asked to wait 900 s, capped at 120000 ms"),
+        "{e}"
+    );
+    let mut h = harness(|_| {}, vec![resp(429, Some("90"), "{}")], None);
+    let e = h.client.register().unwrap_err();
+    assert!(
+        e.message
+            .contains("the next retry (in 90000 ms, as DPS asked)"),
+        "{e}"
+    );
+}
+
 #[test]
 fn a_malformed_poll_answer_is_retried_but_a_malformed_put_answer_fails() {
     let garbage = || resp(200, None, "{not json");

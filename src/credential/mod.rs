@@ -287,6 +287,15 @@ impl Credential {
         }
     }
 
+    /// What this credential can add when DPS refuses it (a 401): for X.509, a chain that
+    /// stops short of a CA certificate (issue 14 item 10).
+    pub(crate) fn refusal_hint(&self) -> Option<String> {
+        match self {
+            Credential::X509(x) => x.incomplete_chain_hint(),
+            _ => None,
+        }
+    }
+
     /// Whether a 401 while polling earns one re-registration with a fresh token
     /// (PROTOCOL.md 4.2: the token may have expired). A certificate does not get fresher, and
     /// a TPM registration already had its one challenge.
@@ -400,11 +409,13 @@ impl From<x509::CredentialError> for crate::error::Error {
         use x509::CredentialError as C;
         let kind = match &e {
             C::NoCertificate | C::BadCertificate(_) => K::InvalidCertificate,
-            C::NoPrivateKey | C::BadPrivateKey(_) | C::UnsupportedKey(_) => K::InvalidPrivateKey,
+            C::NoPrivateKey | C::Pkcs12NoKey | C::BadPrivateKey(_) | C::UnsupportedKey(_) => {
+                K::InvalidPrivateKey
+            }
             C::KeyPasswordRequired | C::WrongKeyPassword => K::KeyPassword,
             C::KeyMismatch => K::KeyMismatch,
             C::Pkcs12(_) => K::InvalidPkcs12,
-            C::Pkcs12WrongPassword => K::Pkcs12Password,
+            C::Pkcs12WrongPassword | C::Pkcs12PasswordRequired => K::Pkcs12Password,
         };
         crate::error::Error::new(kind, e.to_string())
     }

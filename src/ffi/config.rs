@@ -212,8 +212,9 @@ pub unsafe extern "C" fn dps_config_last_error(config: *const dps_config) -> *co
 
 /// Sends a custom allocation payload with the registration. `json` must be a
 /// JSON object; it is checked and copied. Returns `DPS_OK`,
-/// `DPS_ERR_NULL_ARGUMENT`, `DPS_ERR_INVALID_UTF8` or
-/// `DPS_ERR_INVALID_PAYLOAD`. Not thread-safe on the same config.
+/// `DPS_ERR_NULL_ARGUMENT`, `DPS_ERR_INVALID_UTF8`, `DPS_ERR_INVALID_PAYLOAD` (not a JSON
+/// object, or a key repeated in one object) or `DPS_ERR_PAYLOAD_TOO_LARGE` (over 96 KB once
+/// compacted). Not thread-safe on the same config.
 #[unsafe(no_mangle)]
 #[must_use]
 pub unsafe extern "C" fn dps_config_set_payload_json(

@@ -39,6 +39,8 @@ pub const DPS_ERR_INVALID_STATE: dps_status = 109;
 pub const DPS_ERR_UNSUPPORTED: dps_status = 110;
 /// The proxy URL is malformed.
 pub const DPS_ERR_INVALID_PROXY: dps_status = 111;
+/// The payload is larger than DPS accepts in one message (96 KB).
+pub const DPS_ERR_PAYLOAD_TOO_LARGE: dps_status = 112;
 /// The symmetric key is not base64 of 16-64 bytes.
 pub const DPS_ERR_INVALID_KEY: dps_status = 200;
 /// The certificate (chain) could not be parsed, or its CN differs from the registration ID.

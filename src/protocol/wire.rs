@@ -304,10 +304,14 @@ pub fn normalize_payload(json: &str) -> Result<String> {
         Ok(v @ Value::Object(_)) => {
             let compact = v.to_string();
             if compact.len() > MAX_PAYLOAD_BYTES {
-                return Err(invalid(format!(
-                    "the payload is {} bytes; DPS accepts messages up to 96 KB",
-                    compact.len()
-                )));
+                return Err(Error::new(
+                    ErrorKind::PayloadTooLarge,
+                    format!(
+                        "the payload is {} bytes once compacted; DPS accepts messages up to 96 KB, \
+                         so at most {MAX_PAYLOAD_BYTES} bytes of payload",
+                        compact.len()
+                    ),
+                ));
             }
             Ok(compact)
         }
@@ -623,10 +627,9 @@ mod tests {
     fn payload_and_body() {
         assert_eq!(normalize_payload(r#"{ "a" : 1 }"#).unwrap(), r#"{"a":1}"#);
         let big = format!("{{\"a\":\"{}\"}}", "x".repeat(MAX_PAYLOAD_BYTES));
-        assert_eq!(
-            normalize_payload(&big).unwrap_err().kind,
-            ErrorKind::InvalidPayload
-        );
+        let e = normalize_payload(&big).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::PayloadTooLarge, "{e}");
+        assert!(e.message.contains("up to 96 KB"), "{e}");
         for bad in ["[1]", "1", "\"s\"", "{", "null", "{} x", "{}{}"] {
             assert_eq!(
                 normalize_payload(bad).unwrap_err().kind,

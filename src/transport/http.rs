@@ -196,7 +196,7 @@ pub(super) struct BodyReader {
 }
 
 pub(super) enum ExchangeError {
-    /// The kept-alive connection was already closed: safe to resend.
+    /// The server closed the connection before any byte of an answer: retriable.
     Stale,
     Fatal(Error),
 }

@@ -112,23 +112,26 @@ impl Transport {
     }
 
     /// Sends one request and reads the whole response, all before `until`.
-    /// A kept-alive connection that turns out to be closed by the server is
-    /// reopened once, transparently, when nothing of the response was read.
+    ///
+    /// A kept-alive connection is first checked without blocking: one the server closed
+    /// (or wrote to) while it sat idle is replaced before anything is sent, which is the
+    /// only case where a new connection is opened without a pause. A request that was sent
+    /// and then met a closed connection is not resent here: it fails as retriable, so the
+    /// caller's back-off applies (issue 14 item 3: a server that closes every connection
+    /// without answering is not sent one request after another).
     pub fn send(&mut self, req: &Request<'_>, until: Instant) -> Result<Response> {
-        let reused = self.conn.is_some();
-        if !reused {
+        if let Some(tls) = self.conn.as_mut() {
+            if !idle_connection_usable(tls) {
+                log::debug!(
+                    "kept-alive connection was closed by the server while idle; reconnecting"
+                );
+                self.close();
+            }
+        }
+        if self.conn.is_none() {
             self.connect(until)?;
         }
-        let first = self.exchange(req, until);
-        let result = match first {
-            Err(Stale) if reused => {
-                log::debug!("kept-alive connection was closed by the server; reconnecting");
-                self.close();
-                self.connect(until)?;
-                self.exchange(req, until).map_err(|e| e.into_error())
-            }
-            other => other.map_err(|e| e.into_error()),
-        };
+        let result = self.exchange(req, until).map_err(|e| e.into_error());
         match &result {
             Ok((_, true)) => {}
             _ => self.close(),

@@ -80,6 +80,33 @@ impl Write for Sock {
     }
 }
 
+/// Whether a kept-alive connection can carry the next request, checked without blocking
+/// (curl does the same before reusing a connection). Closed (end of stream, reset) or
+/// anything other than TLS housekeeping received while idle (a `close_notify`, a stray
+/// HTTP answer such as `408`) means no: the server is done with it. Session tickets that
+/// arrived late are taken in and the connection kept.
+pub(super) fn idle_connection_usable(tls: &mut Tls) -> bool {
+    if tls.sock.0.set_nonblocking(true).is_err() {
+        return false;
+    }
+    let usable = loop {
+        match tls.sock.0.peek(&mut [0u8; 1]) {
+            Ok(0) => break false,
+            Ok(_) => match tls.conn.read_tls(&mut tls.sock) {
+                Ok(0) => break false,
+                Ok(_) => match tls.conn.process_new_packets() {
+                    Ok(state)
+                        if !state.peer_has_closed() && state.plaintext_bytes_to_read() == 0 => {}
+                    _ => break false,
+                },
+                Err(e) => break e.kind() == io::ErrorKind::WouldBlock,
+            },
+            Err(e) => break e.kind() == io::ErrorKind::WouldBlock,
+        }
+    };
+    tls.sock.0.set_nonblocking(false).is_ok() && usable
+}
+
 /// Resolves `host:port` within the request deadline. The system resolver
 /// cannot be interrupted, so it runs on a helper thread and we stop waiting
 /// for it at `until` (the thread ends when the resolver gives up).

@@ -107,25 +107,6 @@ pub fn root_store(defaults: DefaultRoots, extra: &RootCertStore) -> RootCertStor
     store
 }
 
-/// A PEM parse error as a short sentence: the parser's own message lists
-/// the bytes of the offending line, as long as the input.
-fn pem_problem(e: &rustls::pki_types::pem::Error) -> String {
-    use rustls::pki_types::pem::Error as E;
-    let text = |b: &[u8]| crate::config::echo(&String::from_utf8_lossy(b));
-    match e {
-        E::MissingSectionEnd { end_marker } => {
-            format!(
-                "a block has no END line (a truncated file?): expected {}",
-                text(end_marker)
-            )
-        }
-        E::IllegalSectionStart { line } => format!("malformed BEGIN line {}", text(line)),
-        E::Base64Decode(_) => "invalid base64 inside a block".into(),
-        E::SectionTooLarge => "a block is too large".into(),
-        other => crate::config::echo(&other.to_string()),
-    }
-}
-
 /// Parses one or more PEM certificates and adds them as trust anchors.
 pub fn add_pem_roots(store: &mut RootCertStore, pem: &[u8]) -> Result<usize> {
     let bad = |why: String| Error::new(ErrorKind::InvalidTrustAnchor, why);
@@ -134,7 +115,7 @@ pub fn add_pem_roots(store: &mut RootCertStore, pem: &[u8]) -> Result<usize> {
         let cert = cert.map_err(|e| {
             bad(format!(
                 "trusted root PEM is malformed: {}",
-                pem_problem(&e)
+                crate::credential::x509::pem_error_message(&e)
             ))
         })?;
         store
@@ -328,9 +309,12 @@ pub(crate) fn tls_error(e: &rustls::Error, host: &str) -> Error {
             ErrorKind::TlsServerNameMismatch,
             format!("the server certificate is not valid for {host}: {e}"),
         ),
-        rustls::Error::InvalidCertificate(_) => Error::new(
+        rustls::Error::InvalidCertificate(c) => Error::new(
             ErrorKind::TlsServerUntrusted,
-            format!("the server certificate for {host} is not trusted: {e}"),
+            format!(
+                "the server certificate for {host} is not trusted: {}",
+                untrusted_reason(c)
+            ),
         ),
         rustls::Error::AlertReceived(
             A::BadCertificate
@@ -346,6 +330,29 @@ pub(crate) fn tls_error(e: &rustls::Error, host: &str) -> Error {
             format!("the server rejected the client certificate: {e}"),
         ),
         _ => Error::new(ErrorKind::Tls, format!("TLS failure with {host}: {e}")),
+    }
+}
+
+/// Why the server's certificate was refused, as a sentence with what to do (rustls' own
+/// text for the common cases is a debug rendering such as `Other(OtherError(...))`).
+fn untrusted_reason(c: &rustls::CertificateError) -> String {
+    use rustls::CertificateError as C;
+    const ADD_ROOT: &str =
+        "add the issuing CA as a trusted root (dps_config_add_trusted_ca_pem or _file; CLI: --ca)";
+    match c {
+        C::UnknownIssuer => format!("it is not issued by a trusted root; {ADD_ROOT}"),
+        C::Other(other) => match other.0.downcast_ref::<webpki::Error>() {
+            Some(webpki::Error::CaUsedAsEndEntity) => format!(
+                "the server presented a CA certificate (a self-signed one with CA:TRUE?) as its \
+                 own, and a CA certificate cannot identify a server even when trusted: give the \
+                 server a leaf certificate issued by a CA, and {ADD_ROOT}"
+            ),
+            Some(webpki::Error::EndEntityUsedAsCa) => {
+                "a certificate in the server's chain that is not a CA signed the next one".into()
+            }
+            _ => c.to_string(),
+        },
+        other => other.to_string(),
     }
 }
 

@@ -352,6 +352,16 @@ static void endpoints_and_messages(void) {
 
     /* Payloads: a key repeated in one object is refused. */
     EXPECT(dps_config_set_payload_json(cfg, "{\"a\":1,\"b\":{\"c\":1,\"c\":2}}"), DPS_ERR_INVALID_PAYLOAD);
+    {
+        /* A well-formed object over 96 KB has its own status (issue 14 item 8). */
+        static char big[100 * 1024];
+        memset(big, 'x', sizeof big - 1);
+        memcpy(big, "{\"a\":\"", 6);
+        memcpy(big + sizeof big - 3, "\"}", 2);
+        EXPECT(dps_config_set_payload_json(cfg, big), DPS_ERR_PAYLOAD_TOO_LARGE);
+        CHECK(strstr(dps_error_message(dps_config_last_error(cfg)), "96 KB") != NULL);
+        CHECK(dps_status_class(DPS_ERR_PAYLOAD_TOO_LARGE) == DPS_CLASS_USAGE);
+    }
     CHECK(dps_config_last_error(cfg) != NULL && strstr(dps_error_message(dps_config_last_error(cfg)), "more than once") != NULL);
     EXPECT(dps_config_set_payload_json(cfg, "{\"a\":1,\"b\":{\"a\":2}}"), DPS_OK);
     dps_config_free(cfg);

@@ -53,8 +53,16 @@ fn take_whole(input: &[u8], want: u8) -> Option<&[u8]> {
     }
 }
 
-/// The fields of a TBSCertificate up to and including the subject: (tbs, subject).
-fn tbs_and_subject(cert: &[u8]) -> Option<(&[u8], &[u8])> {
+/// The fields of a TBSCertificate this module reads.
+struct Tbs<'a> {
+    whole: &'a [u8],
+    issuer: &'a [u8],
+    subject: &'a [u8],
+    /// What follows the SubjectPublicKeyInfo: optional unique IDs, then `[3]` extensions.
+    after_spki: &'a [u8],
+}
+
+fn tbs_fields(cert: &[u8]) -> Option<Tbs<'_>> {
     let cert = take_whole(cert, SEQUENCE)?;
     let (tbs, rest) = take(cert, SEQUENCE)?;
     let (_sig_alg, rest) = take(rest, SEQUENCE)?;
@@ -68,11 +76,78 @@ fn tbs_and_subject(cert: &[u8]) -> Option<(&[u8], &[u8])> {
     }
     let (_serial, fields) = take(fields, INTEGER)?;
     let (_sig_alg, fields) = take(fields, SEQUENCE)?;
-    let (_issuer, fields) = take(fields, SEQUENCE)?;
+    let (issuer, fields) = take(fields, SEQUENCE)?;
     let (_validity, fields) = take(fields, SEQUENCE)?;
     let (subject, fields) = take(fields, SEQUENCE)?;
-    let (_spki, _) = take(fields, SEQUENCE)?;
-    Some((tbs, subject))
+    let (_spki, after_spki) = take(fields, SEQUENCE)?;
+    Some(Tbs {
+        whole: tbs,
+        issuer,
+        subject,
+        after_spki,
+    })
+}
+
+/// The fields of a TBSCertificate up to and including the subject: (tbs, subject).
+fn tbs_and_subject(cert: &[u8]) -> Option<(&[u8], &[u8])> {
+    tbs_fields(cert).map(|t| (t.whole, t.subject))
+}
+
+const OID_BASIC_CONSTRAINTS: &[u8] = &[0x55, 0x1d, 0x13];
+const BOOLEAN: u8 = 0x01;
+const CONTEXT_3: u8 = 0xa3;
+
+/// Where a certificate chain sent to DPS ends: whether its last certificate can anchor the
+/// chain on the service's side (self-issued, or a CA by its basicConstraints), and the
+/// names needed to explain it when it cannot.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) struct ChainEnd {
+    pub(super) self_issued: bool,
+    pub(super) is_ca: bool,
+    pub(super) subject_cn: Option<String>,
+    pub(super) issuer_cn: Option<String>,
+}
+
+pub(super) fn chain_end(cert: &[u8]) -> Option<ChainEnd> {
+    let t = tbs_fields(cert)?;
+    Some(ChainEnd {
+        self_issued: t.issuer == t.subject,
+        is_ca: basic_constraints_ca(t.after_spki),
+        subject_cn: name_common_name(t.subject),
+        issuer_cn: name_common_name(t.issuer),
+    })
+}
+
+/// `cA` of the basicConstraints extension, false when absent or unreadable.
+fn basic_constraints_ca(mut fields: &[u8]) -> bool {
+    while let Some((tag, value, rest)) = read(fields) {
+        fields = rest;
+        if tag != CONTEXT_3 {
+            continue; // issuerUniqueID [1], subjectUniqueID [2]
+        }
+        let Some(mut exts) = take_whole(value, SEQUENCE) else {
+            return false;
+        };
+        while let Some((ext, rest)) = take(exts, SEQUENCE) {
+            exts = rest;
+            let Some((oid, mut ext)) = take(ext, OID) else {
+                return false;
+            };
+            if oid != OID_BASIC_CONSTRAINTS {
+                continue;
+            }
+            if let Some((BOOLEAN, _, rest)) = read(ext) {
+                ext = rest; // critical
+            }
+            let Some(bc) = take_whole(ext, OCTET_STRING).and_then(|v| take_whole(v, SEQUENCE))
+            else {
+                return false;
+            };
+            return matches!(read(bc), Some((BOOLEAN, [0xff], _)));
+        }
+        return false;
+    }
+    false
 }
 
 /// Whether `cert` has the outer shape of an X.509 certificate.
@@ -84,7 +159,11 @@ const OID_COMMON_NAME: &[u8] = &[0x55, 0x04, 0x03];
 
 /// The first subject commonName of `cert`.
 pub(super) fn subject_common_name(cert: &[u8]) -> Option<String> {
-    let (_, mut rdns) = tbs_and_subject(cert)?;
+    name_common_name(tbs_and_subject(cert)?.1)
+}
+
+/// The first commonName of a Name (the contents of its SEQUENCE).
+fn name_common_name(mut rdns: &[u8]) -> Option<String> {
     while !rdns.is_empty() {
         let (mut rdn, rest) = take(rdns, SET)?;
         rdns = rest;

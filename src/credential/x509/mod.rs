@@ -26,6 +26,7 @@ mod pkcs12;
 #[cfg(test)]
 mod tests;
 
+pub(crate) use pemfile::pem_error_message;
 use pemfile::{parse_cert_chain_pem, parse_key_pem};
 use rustls::InconsistentKeys;
 use rustls::sign::{CertifiedKey, SigningKey};
@@ -58,6 +59,10 @@ pub enum CredentialError {
     Pkcs12(String),
     /// The PKCS#12 password is wrong (MAC verification or decryption failed).
     Pkcs12WrongPassword,
+    /// The PKCS#12 file is protected by a password and the empty password was given.
+    Pkcs12PasswordRequired,
+    /// The PKCS#12 file holds certificates but no private key.
+    Pkcs12NoKey,
 }
 
 impl fmt::Display for CredentialError {
@@ -79,6 +84,12 @@ impl fmt::Display for CredentialError {
             Self::Pkcs12WrongPassword => {
                 f.write_str("wrong PKCS#12 password (integrity check failed)")
             }
+            Self::Pkcs12PasswordRequired => f.write_str(
+                "the PKCS#12 file is protected by a password and none was given (the empty password does not open it)",
+            ),
+            Self::Pkcs12NoKey => f.write_str(
+                "the PKCS#12 file holds certificates but no private key: export it with its key (openssl pkcs12 -export -inkey KEY -in CERT)",
+            ),
         }
     }
 }
@@ -187,6 +198,33 @@ impl X509Credential {
     /// first is returned.
     pub fn leaf_common_name(&self) -> Option<String> {
         self.common_name.clone()
+    }
+
+    /// When DPS refuses this certificate: a sentence saying the chain is probably incomplete,
+    /// if its last certificate is neither self-issued nor a CA (PROTOCOL.md 4.2, 401002 "CA
+    /// certificate not found." is DPS's answer to a group device that sent only its leaf).
+    pub(crate) fn incomplete_chain_hint(&self) -> Option<String> {
+        let chain = self.chain();
+        let end = der::chain_end(chain.last()?)?;
+        if end.self_issued || end.is_ca {
+            return None;
+        }
+        let name = |cn: Option<String>| {
+            cn.map_or_else(
+                || "a certificate without a CN".into(),
+                |cn| crate::config::echo(&cn),
+            )
+        };
+        let issuer = name(end.issuer_cn);
+        Some(format!(
+            "The certificate chain sent ({} certificate{}) ends at {}, issued by {issuer}, not \
+             at a CA certificate: unless {issuer} is the enrollment group's CA certificate, the \
+             chain is probably incomplete; add the intermediate certificates after the leaf, \
+             from {issuer} up to the group's CA.",
+            chain.len(),
+            if chain.len() == 1 { "" } else { "s" },
+            name(end.subject_cn),
+        ))
     }
 
     /// Checks the chain and the key pair and builds the credential.

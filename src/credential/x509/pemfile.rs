@@ -21,10 +21,24 @@ pub(super) fn parse_cert_chain_pem(
     Ok(chain)
 }
 
-/// A short description of a PEM error that never echoes input bytes.
-pub(super) fn pem_error_message(e: &pem::Error) -> String {
+/// A short description of a PEM error. The parser's own message lists the bytes of the
+/// offending line; this names the block by its label when the label is a plain one
+/// (`CERTIFICATE`, `EC PRIVATE KEY`, ...) and otherwise echoes no input at all.
+pub(crate) fn pem_error_message(e: &pem::Error) -> String {
+    let plain_label = |label: &[u8]| {
+        (1..=40).contains(&label.len())
+            && label
+                .iter()
+                .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || *b == b' ')
+    };
     match e {
-        pem::Error::MissingSectionEnd { .. } => "PEM block without its END line".into(),
+        pem::Error::MissingSectionEnd { end_marker } if plain_label(end_marker) => format!(
+            "the {} block has no END line (a truncated file?)",
+            String::from_utf8_lossy(end_marker)
+        ),
+        pem::Error::MissingSectionEnd { .. } => {
+            "a PEM block has no END line (a truncated file?)".into()
+        }
         pem::Error::IllegalSectionStart { .. } => "malformed PEM BEGIN line".into(),
         pem::Error::Base64Decode(_) => "invalid base64 in a PEM block".into(),
         pem::Error::SectionTooLarge => "PEM block too large".into(),
@@ -89,11 +103,14 @@ pub(super) fn parse_key_pem(
     let begin = pem_begin_lines(data)
         .find(|b| b.label.ends_with(b"PRIVATE KEY"))
         .ok_or(CredentialError::NoPrivateKey)?;
+    let unterminated = |()| {
+        CredentialError::BadPrivateKey(pem_error_message(&pem::Error::MissingSectionEnd {
+            end_marker: begin.label.to_vec(),
+        }))
+    };
     match begin.label {
         LABEL_PKCS8 | LABEL_PKCS1 | LABEL_SEC1 => {
-            let body = pem_body_lines(data, &begin).map_err(|()| {
-                CredentialError::BadPrivateKey("PEM block without its END line".into())
-            })?;
+            let body = pem_body_lines(data, &begin).map_err(unterminated)?;
             if body.iter().any(|l| l.starts_with(b"Proc-Type:")) {
                 return Err(CredentialError::UnsupportedKey(
                     "legacy OpenSSL PEM encryption (Proc-Type: 4,ENCRYPTED); convert it with \
@@ -110,9 +127,7 @@ pub(super) fn parse_key_pem(
                 })
         }
         LABEL_ENCRYPTED => {
-            let body = pem_body_lines(data, &begin).map_err(|()| {
-                CredentialError::BadPrivateKey("PEM block without its END line".into())
-            })?;
+            let body = pem_body_lines(data, &begin).map_err(unterminated)?;
             let Some(password) = password else {
                 return Err(CredentialError::KeyPasswordRequired);
             };

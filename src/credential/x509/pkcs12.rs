@@ -9,13 +9,27 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use zeroize::Zeroizing;
 
 pub(super) fn load(der: &[u8], password: &str) -> Result<X509Credential, CredentialError> {
+    if der.is_empty() {
+        return Err(CredentialError::Pkcs12(
+            "the input is empty (expected the bytes of a .pfx file)".into(),
+        ));
+    }
+    if der.trim_ascii_start().starts_with(b"-----BEGIN ") {
+        return Err(CredentialError::Pkcs12(
+            "this is PEM text, not a PKCS#12 (.pfx) file: load it as PEM".into(),
+        ));
+    }
     // p12-keystore parses untrusted input with third-party code: contain a panic, should
     // one ever happen, as an error.
     let parsed = std::panic::catch_unwind(|| Pkcs12Archive::from_pkcs12(der, password))
         .map_err(|_| CredentialError::Pkcs12("the PKCS#12 parser failed".into()))?;
-    let archive = parsed.map_err(map_error)?;
+    let archive = parsed.map_err(|e| map_error(e, der, password))?;
     if archive.keys.is_empty() {
-        return Err(CredentialError::NoPrivateKey);
+        return Err(if archive.certs.is_empty() {
+            CredentialError::NoPrivateKey
+        } else {
+            CredentialError::Pkcs12NoKey
+        });
     }
     if archive.certs.is_empty() {
         return Err(CredentialError::NoCertificate);
@@ -90,19 +104,24 @@ fn build_chain<'a>(
         .collect()
 }
 
-fn map_error(e: p12_keystore::error::Error) -> CredentialError {
+fn map_error(e: p12_keystore::error::Error, der: &[u8], password: &str) -> CredentialError {
     use p12_keystore::error::Error as E;
     match e {
         // The MAC did not verify; or, for a MAC-less file, the bags did not decrypt.
+        E::MacError(_) | E::UnpadError | E::Pkcs5Error(_) if password.is_empty() => {
+            CredentialError::Pkcs12PasswordRequired
+        }
         E::MacError(_) | E::UnpadError | E::Pkcs5Error(_) => CredentialError::Pkcs12WrongPassword,
         E::UnsupportedEncryptionScheme => {
             CredentialError::Pkcs12("unsupported encryption or MAC algorithm".into())
         }
         E::UnsupportedMacAlgorithm => CredentialError::Pkcs12("unsupported MAC algorithm".into()),
-        E::DerError(e) => CredentialError::Pkcs12(format!(
-            "malformed DER ({e}); BER (indefinite length) files are not supported, \
-             re-export with openssl"
+        // 30 80: a SEQUENCE of indefinite length, which only BER allows.
+        E::DerError(e) if der.starts_with(&[0x30, 0x80]) => CredentialError::Pkcs12(format!(
+            "malformed DER ({e}); this file uses BER indefinite lengths, which are not \
+             supported: re-export it with openssl pkcs12"
         )),
+        E::DerError(e) => CredentialError::Pkcs12(format!("malformed DER ({e})")),
         e => CredentialError::Pkcs12(e.to_string()),
     }
 }

@@ -313,11 +313,25 @@ fn bad_certificate() {
         err(empty, key, None),
         CredentialError::BadCertificate(_)
     ));
+    // Issue 14 item 8: a truncated file is named by its block label, not by byte values.
     let unterminated = b"-----BEGIN CERTIFICATE-----\nMAMCAQE=\n";
-    assert!(matches!(
-        err(unterminated, key, None),
-        CredentialError::BadCertificate(_)
-    ));
+    assert_eq!(
+        err(unterminated, key, None).to_string(),
+        "malformed certificate: the CERTIFICATE block has no END line (a truncated file?)"
+    );
+    let cert = fixture!("p256.cert.pem");
+    let truncated_key = &fixture!("p256.key.pem")[..60];
+    assert_eq!(
+        err(cert, truncated_key, None).to_string(),
+        "malformed private key: the PRIVATE KEY block has no END line (a truncated file?)"
+    );
+    // A label that is not a plain one is not echoed.
+    let odd = b"-----BEGIN CERT\x1b[31m-----\nMAMCAQE=\n";
+    let m = err(odd, key, None).to_string();
+    assert!(
+        !m.contains('\x1b') && m.contains("a PEM block has no END line"),
+        "{m}"
+    );
     // A malformed second certificate is reported too.
     let mut chain = fixture!("p256.cert.pem").to_vec();
     chain.extend_from_slice(not_x509);
@@ -699,29 +713,42 @@ mod pkcs12 {
             fixture!("chain.p12"),
         ] {
             assert_eq!(err12(f, "wrong"), CredentialError::Pkcs12WrongPassword);
-            assert_eq!(err12(f, ""), CredentialError::Pkcs12WrongPassword);
+            // Issue 14 item 8: no password is not a wrong password.
+            assert_eq!(err12(f, ""), CredentialError::Pkcs12PasswordRequired);
         }
     }
 
     #[test]
     fn no_key() {
-        assert_eq!(
-            err12(fixture!("nokey.p12"), "fixture-pass"),
-            CredentialError::NoPrivateKey
+        let e = err12(fixture!("nokey.p12"), "fixture-pass");
+        assert_eq!(e, CredentialError::Pkcs12NoKey);
+        assert!(
+            e.to_string()
+                .contains("holds certificates but no private key"),
+            "{e}"
         );
     }
 
     #[test]
     fn garbage() {
-        assert!(matches!(err12(b"", ""), CredentialError::Pkcs12(_)));
-        assert!(matches!(
-            err12(b"not a pfx", "x"),
-            CredentialError::Pkcs12(_)
-        ));
-        assert!(matches!(
-            err12(fixture!("p256.cert.pem"), "x"),
-            CredentialError::Pkcs12(_)
-        ));
+        let message = |der: &[u8]| match err12(der, "x") {
+            CredentialError::Pkcs12(m) => m,
+            other => panic!("expected a PKCS#12 error, got {other:?}"),
+        };
+        // Issue 14 item 8: the BER hint only where BER is the likely cause.
+        assert_eq!(
+            message(b""),
+            "the input is empty (expected the bytes of a .pfx file)"
+        );
+        let m = message(b"not a pfx");
+        assert!(m.starts_with("malformed DER"), "{m}");
+        assert!(!m.contains("BER"), "{m}");
+        assert!(
+            message(fixture!("p256.cert.pem")).starts_with("this is PEM text"),
+            "PEM given as .pfx"
+        );
+        let m = message(&[0x30, 0x80, 0x02, 0x01, 0x03, 0x00, 0x00]);
+        assert!(m.contains("BER indefinite lengths"), "{m}");
     }
 
     #[test]
