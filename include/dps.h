@@ -98,6 +98,13 @@
 #define DPS_CSR_PEM 2
 
 /**
+ * `dps_config_set_csr`: generate an RSA-2048 key (`key_pem` NULL). Needs a library built
+ * with the cargo feature `rsa-keygen` (`dps_version` names it); otherwise
+ * `dps_config_set_csr` returns `DPS_ERR_UNSUPPORTED`.
+ */
+#define DPS_CSR_RSA2048 3
+
+/**
  * Signature scheme `DPS_SIG_ECDSA_P256_SHA256`: ECDSA on P-256 over a 32-byte SHA-256 digest.
  */
 #define DPS_SIG_ECDSA_P256_SHA256 1
@@ -932,16 +939,17 @@ dps_status dps_config_set_api_version(struct dps_config *config,
 /**
  * **Experimental.** Sends a certificate signing request with the registration (certificate
  * issuance, api-version 2025-07-01-preview, which becomes the default unless
- * `dps_config_set_api_version` was called). `kind` is `DPS_CSR_P256` or `DPS_CSR_P384` (the
- * library generates the key when the client is created from this config; `key_pem` must be
- * NULL) or `DPS_CSR_PEM` (`key_pem` is the key, copied). The CSR's subject CN is the
- * registration ID. The issued chain, checked, is read with
+ * `dps_config_set_api_version` was called). `kind` is `DPS_CSR_P256`, `DPS_CSR_P384` or
+ * `DPS_CSR_RSA2048` (the library generates the key when the client is created from this
+ * config; `key_pem` must be NULL) or `DPS_CSR_PEM` (`key_pem` is the key, copied). The CSR's
+ * subject CN is the registration ID. The issued chain, checked, is read with
  * `dps_registration_issued_chain_pem`, a generated key with
- * `dps_registration_issued_key_pem`. RSA keys cannot be generated (only supplied as PEM).
+ * `dps_registration_issued_key_pem`. `DPS_CSR_RSA2048` needs the `rsa-keygen` build feature.
  * Whether the real DPS accepts a CSR over HTTPS is unconfirmed.
  *
  * Returns `DPS_OK`, `DPS_ERR_NULL_ARGUMENT`, `DPS_ERR_INVALID_UTF8`,
- * `DPS_ERR_INVALID_ARGUMENT` (unknown `kind`, or `key_pem` given with a generated kind) or
+ * `DPS_ERR_INVALID_ARGUMENT` (unknown `kind`, or `key_pem` given with a generated kind),
+ * `DPS_ERR_UNSUPPORTED` (`DPS_CSR_RSA2048` without the `rsa-keygen` feature) or
  * `DPS_ERR_INVALID_PRIVATE_KEY`. Not thread-safe on the same config.
  */
 DPS_NODISCARD
@@ -1264,6 +1272,28 @@ dps_status dps_config_set_pkcs11_hmac(struct dps_config *config,
                                       const char *key_uri,
                                       const char *module_path,
                                       const char *pin);
+
+/**
+ * **Experimental.** Sends a certificate signing request (as `dps_config_set_csr`) whose key
+ * is held by a PKCS#11 token: the CSR's digest is signed by the token (ECDSA P-256/P-384 or
+ * RSA 2048-8192, `CKM_ECDSA` / `CKM_RSA_PKCS`), the key never leaves it, and
+ * `dps_registration_issued_key_pem` stays NULL. `key_uri`, `module_path` and `pin` as in
+ * `dps_config_set_pkcs11_x509` (copied, the PIN zeroized and never in a message); the
+ * session is opened and logged in during this call and the token's public key read. The
+ * CSR is made, and its signature checked against that public key, when the client is
+ * created from this config. The onboarding credential is set separately (any kind).
+ *
+ * Returns `DPS_OK`, `DPS_ERR_NULL_ARGUMENT`, `DPS_ERR_INVALID_UTF8`,
+ * `DPS_ERR_INVALID_ARGUMENT`, `DPS_ERR_PKCS11_MODULE`, `DPS_ERR_PKCS11_PIN`,
+ * `DPS_ERR_PKCS11_OBJECT`, `DPS_ERR_FILE_READ`, `DPS_ERR_INVALID_PRIVATE_KEY` (unsupported
+ * key type), `DPS_ERR_SIGNER_FAILED`, or `DPS_ERR_UNSUPPORTED` without the `pkcs11` feature.
+ * Not thread-safe on the same config; may block on the token.
+ */
+DPS_NODISCARD
+dps_status dps_config_set_csr_pkcs11(struct dps_config *config,
+                                     const char *key_uri,
+                                     const char *module_path,
+                                     const char *pin);
 
 /**
  * Sets the process-wide log callback (the library logs through Rust's `log`

@@ -271,3 +271,47 @@ fn rsa_sec1_and_unsupported_pem_keys() {
         assert!(e.message.contains(words), "{key}: {}", e.message);
     }
 }
+
+/// RSA-2048 generation: with the `rsa-keygen` feature the key is generated, the CSR signed
+/// sha256WithRSAEncryption and the issued leaf certifies a 2048-bit RSA key; without it the
+/// configuration is refused (Unsupported) with a sentence naming the feature.
+#[test]
+fn rsa_2048_generation_follows_the_feature() {
+    let emu = start(&format!(
+        "{}{}",
+        base_toml(),
+        sym_enrollment("dev-rsa-gen", "")
+    ));
+    let mut b = builder(&emu, "dev-rsa-gen");
+    b.symmetric_key(KEY).unwrap();
+    b.csr(CsrKey::generate(CsrAlgorithm::Rsa2048));
+    assert_eq!(
+        CsrAlgorithm::Rsa2048.is_supported(),
+        cfg!(feature = "rsa-keygen")
+    );
+    #[cfg(feature = "rsa-keygen")]
+    {
+        let t = std::time::Instant::now();
+        let cfg = Arc::new(b.build().expect("an RSA-2048 key is generated"));
+        eprintln!("RSA-2048 key + CSR: {} ms", t.elapsed().as_millis());
+        let r = Client::new(cfg).register().expect("registers");
+        let chain = r.issued_certificate_chain_pem.unwrap();
+        let leaf_der = &ders(&chain)[0];
+        let (_, leaf) = X509Certificate::from_der(leaf_der).unwrap();
+        match leaf.public_key().parsed().unwrap() {
+            x509_parser::public_key::PublicKey::RSA(k) => assert_eq!(k.key_size(), 2048),
+            other => panic!("the issued leaf is not for an RSA key: {other:?}"),
+        }
+        let key = r
+            .issued_private_key_pem
+            .expect("the generated key is handed out");
+        X509Credential::from_pem(chain.as_bytes(), key.expose().as_bytes(), None)
+            .expect("the generated RSA key matches the issued leaf");
+    }
+    #[cfg(not(feature = "rsa-keygen"))]
+    {
+        let e = b.build().unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Unsupported, "{e}");
+        assert!(e.message.contains("`rsa-keygen`"), "{}", e.message);
+    }
+}

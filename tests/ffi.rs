@@ -676,6 +676,23 @@ fn certificate_issuance_through_the_c_abi() {
             DPS_ERR_INVALID_PRIVATE_KEY
         );
         // a generated P-384 key
+        // RSA-2048 generation follows the build's `rsa-keygen` feature
+        let rsa = dps_config_set_csr(cfg, DPS_CSR_RSA2048, null());
+        if cfg!(feature = "rsa-keygen") {
+            assert_eq!(rsa, DPS_OK);
+        } else {
+            assert_eq!(rsa, DPS_ERR_UNSUPPORTED);
+            let m = CStr::from_ptr(dps_error_message(dps_config_last_error(cfg)))
+                .to_str()
+                .unwrap()
+                .to_owned();
+            assert!(m.contains("`rsa-keygen`"), "{m}");
+        }
+        assert_eq!(
+            dps_config_set_csr(cfg, DPS_CSR_RSA2048, cs(&other_key).as_ptr()),
+            DPS_ERR_INVALID_ARGUMENT
+        );
+        assert_eq!(dps_config_set_csr(cfg, 4, null()), DPS_ERR_INVALID_ARGUMENT);
         assert_eq!(dps_config_set_csr(cfg, DPS_CSR_P384, null()), DPS_OK);
         let mut reg = null_mut();
         let mut err = null_mut();
@@ -730,6 +747,15 @@ fn pkcs11_setters_are_unsupported_without_the_feature() {
             dps_config_set_pkcs11_hmac(cfg, uri.as_ptr(), null(), pin.as_ptr()),
             DPS_ERR_UNSUPPORTED
         );
+        assert_eq!(
+            dps_config_set_csr_pkcs11(cfg, uri.as_ptr(), null(), pin.as_ptr()),
+            DPS_ERR_UNSUPPORTED
+        );
+        let m = CStr::from_ptr(dps_error_message(dps_config_last_error(cfg)))
+            .to_str()
+            .unwrap()
+            .to_owned();
+        assert!(!m.contains("31337"), "{m}");
         dps_config_free(cfg);
     }
 }

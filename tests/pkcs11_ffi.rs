@@ -1,6 +1,7 @@
-//! The PKCS#11 setters of the C ABI (`dps_config_set_pkcs11_x509`, `dps_config_set_pkcs11_hmac`)
-//! over a real SoftHSM2 token: registration with the certificate from a file and from the
-//! token, HMAC keys, and the bad-input statuses (the PIN never in a message).
+//! The PKCS#11 setters of the C ABI (`dps_config_set_pkcs11_x509`, `dps_config_set_pkcs11_hmac`,
+//! `dps_config_set_csr_pkcs11`) over a real SoftHSM2 token: registration with the certificate
+//! from a file and from the token, HMAC keys, a CSR signed by the token, and the bad-input
+//! statuses (the PIN never in a message).
 
 #[path = "pkcs11_support/mod.rs"]
 mod pkcs11_support;
@@ -13,6 +14,7 @@ use dps::ffi::*;
 use dps::pkcs11::{Pkcs11Signer, Pkcs11Uri};
 use dps_test_support::*;
 use pkcs11_support::*;
+use rustls::pki_types::pem::PemObject;
 
 fn cs(s: &str) -> CString {
     CString::new(s).unwrap()
@@ -153,6 +155,60 @@ fn x509_key_in_token_registers_with_the_certificate_from_a_file_or_from_the_toke
             pin.as_ptr(),
         );
         assert_eq!(st, DPS_ERR_KEY_MISMATCH, "{}", last_error(cfg));
+        dps_config_free(cfg);
+    }
+}
+
+#[test]
+fn csr_signed_by_a_token_key() {
+    let t = softhsm().new_token(&unique("ffi-csr"), PIN);
+    t.generate_ec("csr", b"\x01", OID_P384);
+    let spki = Pkcs11Signer::open(&Pkcs11Uri::parse(&t.uri("csr")).unwrap())
+        .unwrap()
+        .public_key()
+        .unwrap()
+        .spki_der();
+    let emu = emulator("");
+    // SAFETY: valid arguments per the header.
+    unsafe {
+        let cfg = config(&emu, Some("dev-sym"));
+        assert_eq!(dps_config_set_symmetric_key(cfg, cs(KEY).as_ptr()), DPS_OK);
+        // a wrong PIN (before any login to this token) is reported by the setter, without it
+        let wrong = "wrong-pin-2718";
+        let st = dps_config_set_csr_pkcs11(
+            cfg,
+            cs(&bare_uri(&t, "csr")).as_ptr(),
+            cs(SOFTHSM_MODULE).as_ptr(),
+            cs(wrong).as_ptr(),
+        );
+        assert_eq!(st, DPS_ERR_PKCS11_PIN, "{}", last_error(cfg));
+        assert!(!last_error(cfg).contains(wrong));
+        let st = dps_config_set_csr_pkcs11(
+            cfg,
+            cs(&bare_uri(&t, "csr")).as_ptr(),
+            cs(SOFTHSM_MODULE).as_ptr(),
+            cs(PIN).as_ptr(),
+        );
+        assert_eq!(st, DPS_OK, "{}", last_error(cfg));
+        let (mut reg, mut err) = (null_mut(), null_mut());
+        assert_eq!(dps_register(cfg, &mut reg, &mut err), DPS_OK);
+        let chain = CStr::from_ptr(dps_registration_issued_chain_pem(reg))
+            .to_str()
+            .unwrap()
+            .to_owned();
+        assert!(
+            dps_registration_issued_key_pem(reg).is_null(),
+            "the key stays in the token"
+        );
+        dps_registration_free(reg);
+        let leaf = rustls::pki_types::CertificateDer::pem_slice_iter(chain.as_bytes())
+            .next()
+            .unwrap()
+            .unwrap();
+        assert!(
+            leaf.windows(spki.len()).any(|w| w == spki.as_slice()),
+            "the issued leaf certifies the token key"
+        );
         dps_config_free(cfg);
     }
 }

@@ -116,6 +116,25 @@ pub const REGISTER_ONLY: &[Spec] = &[
     value("--use-saved"),
 ];
 
+/// Certificate issuance (`register`, `renew`).
+pub const CSR: &[Spec] = &[
+    value("--csr"),
+    value("--csr-key-password"),
+    value("--cert-out"),
+    value("--key-out"),
+    flag("--overwrite"),
+];
+
+/// `renew`: the current certificate and key (the X.509 credential of the renewal).
+pub const RENEW: &[Spec] = &[
+    value("--cert"),
+    value("--private-key"),
+    value("--key-password"),
+    value("--payload"),
+    value("--pkcs11-module"),
+    value("--pkcs11-pin"),
+];
+
 /// `dps sas`.
 pub const SAS: &[Spec] = &[
     value("--id-scope"),

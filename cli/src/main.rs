@@ -9,6 +9,7 @@
 
 mod args;
 mod credential;
+mod csr;
 mod derive_key;
 mod exit;
 mod inputs;
@@ -18,6 +19,7 @@ mod lookup;
 mod output;
 mod pkcs11;
 mod register;
+mod renew;
 mod sas;
 mod saved;
 mod setup;
@@ -35,6 +37,7 @@ dps - register devices with Azure IoT Hub Device Provisioning Service (DPS)
 
 Usage:
   dps register [OPTIONS]      register the device; print the assigned hub and device id
+  dps renew [OPTIONS]         renew a certificate DPS issued (experimental: a new registration with a new CSR)
   dps lookup [OPTIONS]        show the device's current registration (not billable, no re-registration)
   dps derive-key [OPTIONS]    derive a device key from an enrollment group key
   dps sas [OPTIONS]           print a DPS SAS token for a device
@@ -108,6 +111,7 @@ fn run(argv: &[OsString]) -> Res<u8> {
                 "{}",
                 match topic {
                     "register" => register::HELP,
+                    "renew" => renew::HELP,
                     "lookup" => lookup::HELP,
                     "derive-key" => derive_key::HELP,
                     "sas" => sas::HELP,
@@ -132,6 +136,7 @@ fn run(argv: &[OsString]) -> Res<u8> {
                     args::OUTPUT,
                     args::REGISTER_ONLY,
                     args::TPM,
+                    args::CSR,
                 ],
             )?;
             if p.help {
@@ -139,6 +144,18 @@ fn run(argv: &[OsString]) -> Res<u8> {
                 return Ok(exit::OK);
             }
             register::run(&p)
+        }
+        "renew" => {
+            let p = parse(
+                cmd,
+                rest,
+                &[args::CONNECTION, args::RENEW, args::CSR, args::OUTPUT],
+            )?;
+            if p.help {
+                print!("{}", renew::HELP);
+                return Ok(exit::OK);
+            }
+            renew::run(&p)
         }
         "lookup" => {
             let p = parse(
@@ -177,7 +194,7 @@ fn run(argv: &[OsString]) -> Res<u8> {
             tpm::run_info(&p)
         }
         other => Err(Failure::Usage(format!(
-            "unknown command {other:?} (commands: register, lookup, derive-key, sas, tpm-info, help)"
+            "unknown command {other:?} (commands: register, renew, lookup, derive-key, sas, tpm-info, help)"
         ))),
     }
 }

@@ -13,7 +13,7 @@ use crate::exit::{Failure, Res};
 use crate::inputs::{read_file, secret};
 
 /// The URI of `option` with `--pkcs11-module` and `--pkcs11-pin` applied.
-fn uri(p: &Parsed, option: &str, raw: &str) -> Res<Pkcs11Uri> {
+pub fn uri(p: &Parsed, option: &str, raw: &str) -> Res<Pkcs11Uri> {
     let mut uri = Pkcs11Uri::parse(raw).map_err(|mut e| {
         e.message = format!("{option}: {}", e.message);
         Failure::Dps(e)
@@ -54,10 +54,11 @@ pub fn apply(p: &Parsed, b: &mut ConfigBuilder) -> Res<bool> {
         b.hmac_key(Arc::new(Pkcs11HmacKey::open(&uri)?));
         Ok(true)
     } else {
+        let csr_token = p.value("--csr").is_some_and(|c| c.starts_with("pkcs11:"));
         for opt in ["--pkcs11-module", "--pkcs11-pin"] {
-            if p.has(opt) {
+            if p.has(opt) && !csr_token {
                 return Err(Failure::Usage(format!(
-                    "{opt} needs --pkcs11-uri or --pkcs11-hmac-uri"
+                    "{opt} needs --pkcs11-uri, --pkcs11-hmac-uri or --csr pkcs11:URI"
                 )));
             }
         }

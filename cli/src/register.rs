@@ -1,5 +1,5 @@
 //! `dps register`: registers the device and prints its assignment; `--save` / `--use-saved`
-//! keep the assignment for the next boot.
+//! keep the assignment for the next boot; `--csr` asks for a certificate (see `csr.rs`).
 
 use std::sync::Arc;
 
@@ -69,6 +69,22 @@ Registration:
   --use-saved FILE            if FILE holds an assignment for this ID scope, registration
                               ID and endpoint, print it and exit 0 without contacting DPS;
                               otherwise register and save to FILE (unless --save is given)
+Certificate issuance (experimental; api-version 2025-07-01-preview):
+  --csr p256|p384|rsa2048|KEYFILE|pkcs11:URI
+                              send a certificate signing request (CN = registration ID)
+                              made with a key generated in memory (p256, p384, rsa2048),
+                              the PEM private key in KEYFILE, or a PKCS#11 token key
+                              (--pkcs11-module / --pkcs11-pin apply)
+  --csr-key-password PW       password of an encrypted KEYFILE
+  --cert-out FILE             where the issued chain goes (PEM, leaf first; needed)
+  --key-out FILE              where the generated key goes (PKCS#8 PEM; needed with p256,
+                              p384, rsa2048, refused otherwise)
+  --overwrite                 replace existing --cert-out / --key-out files (without it
+                              an existing file is refused before DPS is contacted)
+  The files are written only after the issued chain checked out (it certifies the CSR's
+  key, its CN is the registration ID, each certificate is issued by the next, the leaf is
+  valid now), mode 0600, each through a temporary file renamed into place. Renewal:
+  `dps renew` (a new registration with a new CSR).
 Output:
   --json, -j                  one JSON object on stdout (errors too: {\"error\": {...}})
   --connection-string         also print the IoT Hub connection string (contains the key)
@@ -91,7 +107,13 @@ Exit codes: 0 ok, 2 usage, 3 credential/file, 4 network/TLS, 5 refused by DPS,
 ";
 
 pub fn run(p: &Parsed) -> Res<u8> {
-    let s = setup(p)?;
+    run_with(p, None)
+}
+
+/// `register`, or `renew` (`renewing`: the certificate and key files it replaces).
+pub fn run_with(p: &Parsed, renewing: Option<crate::csr::Renewing>) -> Res<u8> {
+    let mut s = setup(p)?;
+    let plan = crate::csr::apply(p, &mut s.builder, renewing)?;
     let config = Arc::new(s.builder.build()?);
     let json_out = p.flag("--json");
     let save_to = p.value("--save").or(p.value("--use-saved"));
@@ -152,6 +174,14 @@ pub fn run(p: &Parsed) -> Res<u8> {
                 ),
             }
         })?;
+    }
+    if let Some(plan) = &plan {
+        let lines = crate::csr::write(plan, &reg).inspect_err(|_| {
+            print_registration(&reg, json_out, "dps", cs.as_deref().map(String::as_str));
+        })?;
+        if !p.flag("--quiet") {
+            lines.iter().for_each(|l| eprintln!("dps: {l}"));
+        }
     }
     print_registration(&reg, json_out, "dps", cs.as_deref().map(String::as_str));
     Ok(exit::OK)

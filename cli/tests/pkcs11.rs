@@ -230,7 +230,7 @@ fn pkcs11_usage_errors() {
     for (args, msg) in [
         (
             &["--pkcs11-pin", "1234", "--symmetric-key", KEY][..],
-            "--pkcs11-pin needs --pkcs11-uri or --pkcs11-hmac-uri",
+            "--pkcs11-pin needs --pkcs11-uri, --pkcs11-hmac-uri or --csr pkcs11:URI",
         ),
         (
             &[
@@ -257,4 +257,73 @@ fn pkcs11_usage_errors() {
         assert_eq!(o.code, 2, "{args:?}: {o:?}");
         assert!(o.stderr.contains(msg), "{args:?}: {o:?}");
     }
+}
+
+/// `--csr pkcs11:URI`: the CSR is signed inside the token, the issued leaf certifies the
+/// token key, only the certificate is written (the key stays in the token; `--key-out` is
+/// refused), and the PIN is never printed.
+#[test]
+fn register_with_a_csr_signed_in_the_token() {
+    use rustls_pki_types::CertificateDer;
+    use rustls_pki_types::pem::PemObject;
+    let t = softhsm().new_token(&unique("cli-csr"), PIN);
+    t.generate_ec("operational", b"\x07", OID_P256);
+    let uri = format!("pkcs11:token={};object=operational", t.label);
+    let spki = Pkcs11Signer::open(&Pkcs11Uri::parse(&t.uri("operational")).unwrap())
+        .unwrap()
+        .public_key()
+        .unwrap()
+        .spki_der();
+    let emu = dps_test_support::emulator("");
+    let dir = TempDir::new("dps-cli-pkcs11-csr");
+    let ca = dir.file("ca.pem", &emu.ca_pem());
+    let cert = dir.path("operational.pem");
+    let endpoint = format!("localhost:{}", emu.port());
+    let mut args = vec![
+        "register",
+        "--endpoint",
+        &endpoint,
+        "--ca",
+        &ca,
+        "--roots",
+        "none",
+        "--id-scope",
+        SCOPE,
+        "--timeout",
+        "20",
+        "--registration-id",
+        "dev-sym",
+        "--symmetric-key",
+        KEY,
+        "--csr",
+        &uri,
+        "--pkcs11-module",
+        SOFTHSM_MODULE,
+        "--pkcs11-pin",
+        PIN,
+        "--cert-out",
+        &cert,
+    ];
+    let o = dps(&args, &[], None);
+    assert_eq!(o.code, 0, "{o:?}");
+    assert!(!o.stdout.contains(PIN) && !o.stderr.contains(PIN), "{o:?}");
+    let chain: Vec<Vec<u8>> = CertificateDer::pem_file_iter(&cert)
+        .unwrap()
+        .map(|c| c.unwrap().as_ref().to_vec())
+        .collect();
+    assert_eq!(chain.len(), 2);
+    assert!(
+        chain[0].windows(spki.len()).any(|w| w == spki.as_slice()),
+        "the issued leaf certifies the token key"
+    );
+    std::fs::remove_file(&cert).unwrap();
+    args.extend(["--key-out", "/nonexistent/k.pem"]);
+    let o = dps(&args, &[], None);
+    assert_eq!(o.code, 2, "{o:?}");
+    assert!(
+        o.stderr
+            .contains("the key of --csr pkcs11:URI stays where it is"),
+        "{o:?}"
+    );
+    assert!(!std::path::Path::new(&cert).exists());
 }

@@ -45,6 +45,9 @@ logging.addLevelName(TRACE, "TRACE")
 PemSource = Union[str, bytes, bytearray, "os.PathLike[str]"]
 
 _ROOTS = {"azure": 0, "mozilla": 1, "none": 2}
+# dps_config_set_csr kinds (DPS_CSR_*): keys the library generates, and DPS_CSR_PEM.
+_CSR_GENERATED = {"p256": 0, "p384": 1, "rsa2048": 3}
+_CSR_PEM = 2
 _C_TO_PY_LEVEL = {1: logging.ERROR, 2: logging.WARNING, 3: logging.INFO, 4: logging.DEBUG, 5: TRACE}
 
 # --------------------------------------------------------------------------------------------
@@ -295,6 +298,13 @@ class Registration:
     error_message: Optional[str] = None
     issued_certificate_chain: Tuple[str, ...] = ()
     connection_string: Optional[str] = field(default=None, repr=False, compare=False)
+    #: With ``csr=`` (experimental): the issued chain as PEM, leaf first, after the
+    #: library's checks.
+    issued_chain_pem: Optional[str] = None
+    #: With a generated ``csr=`` key (``"p256"``, ``"p384"``, ``"rsa2048"``): that private key
+    #: as PKCS#8 PEM. A secret: left out of ``repr()``, comparisons and :meth:`to_dict`
+    #: unless asked. (The library zeroizes its copy; a Python ``str`` cannot be wiped.)
+    issued_key_pem: Optional[str] = field(default=None, repr=False, compare=False)
 
     def to_dict(self, *, include_secrets: bool = False) -> Dict[str, Any]:
         """The fields as a JSON-ready dict (``status`` as its wire string)."""
@@ -303,6 +313,7 @@ class Registration:
         d["issued_certificate_chain"] = list(self.issued_certificate_chain)
         if not include_secrets:
             d.pop("connection_string")
+            d.pop("issued_key_pem")
         return d
 
 
@@ -438,6 +449,9 @@ def _configure(
     tpm_handles: Optional[Tuple[int, int, int]] = None,
     tpm_create_missing: bool = False,
     external: Sequence[str] = (),
+    csr: Optional[PemSource] = None,
+    pkcs11_module: Union[str, "os.PathLike[str]", None] = None,
+    pkcs11_pin: Optional[str] = None,
 ) -> None:
     kinds = [n for n, v in (("symmetric_key", symmetric_key), ("group_key", group_key), ("cert", cert), ("pkcs12", pkcs12)) if v is not None]
     if tpm not in (None, False):
@@ -533,7 +547,35 @@ def _configure(
         cfg.call("dps_config_set_sas_ttl_s", int(sas_ttl))
     if user_agent_suffix is not None:
         cfg.call("dps_config_set_user_agent_suffix", _enc(user_agent_suffix, "user_agent_suffix"))
+    if csr is not None:
+        _configure_csr(cfg, csr, pkcs11_module, pkcs11_pin)
     del lib
+
+
+def _configure_csr(
+    cfg: _Config,
+    csr: PemSource,
+    pkcs11_module: Union[str, "os.PathLike[str]", None] = None,
+    pkcs11_pin: Optional[str] = None,
+) -> None:
+    """``csr=``: a key the library generates (``"p256"``, ``"p384"``, ``"rsa2048"``), a PEM
+    private key (bytes, PEM text or a file path) or a PKCS#11 token key (``"pkcs11:..."``)."""
+    if isinstance(csr, str) and csr in _CSR_GENERATED:
+        cfg.call("dps_config_set_csr", _CSR_GENERATED[csr], None)
+        return
+    if isinstance(csr, str) and csr.startswith("pkcs11:"):
+        # A token key (RFC 7512 URI): the token signs the CSR; pkcs11_module / pkcs11_pin apply.
+        module = os.fsencode(pkcs11_module) if pkcs11_module is not None else None
+        cfg.call("dps_config_set_csr_pkcs11", _enc(csr, "csr"), module, _enc(pkcs11_pin, "pkcs11_pin"))
+        return
+    if not isinstance(csr, (str, bytes, bytearray, os.PathLike)):
+        raise TypeError(
+            f"csr must be 'p256', 'p384', 'rsa2048', PEM bytes, PEM text or a key file path, not {type(csr).__name__}"
+        )
+    path, text = _pem(csr, "csr")
+    if text is None:
+        text = _read(path, "CSR key file")  # type: ignore[arg-type]
+    cfg.call("dps_config_set_csr", _CSR_PEM, text)
 
 
 # --------------------------------------------------------------------------------------------
@@ -697,6 +739,15 @@ class Client:
     ``user_agent_suffix``, ``on_status`` (a callable receiving
     :class:`StatusEvent`) and ``library`` (the ``libdps`` file to load).
 
+    ``csr`` (experimental certificate issuance, api-version 2025-07-01-preview): ``"p256"``,
+    ``"p384"`` or ``"rsa2048"`` (a key generated in memory; ``rsa2048`` needs a library built
+    with the ``rsa-keygen`` feature, else :class:`UsageError` ``UNSUPPORTED``), or a PEM
+    private key (bytes, PEM text or a file path), or a PKCS#11 token key ``"pkcs11:..."``
+    (signed in the token; ``pkcs11_module``/``pkcs11_pin`` apply; needs a library with the
+    ``pkcs11`` feature, else ``UNSUPPORTED``). The result carries ``issued_chain_pem``
+    and, for a generated key, ``issued_key_pem``; a chain that fails the library's checks
+    raises :class:`IssuedCertificateError`.
+
     Usable as a context manager; :meth:`cancel` works from any thread.
     """
 
@@ -736,6 +787,7 @@ class Client:
         pkcs11_hmac_uri: Optional[str] = None,
         pkcs11_module: Union[str, "os.PathLike[str]", None] = None,
         pkcs11_pin: Optional[str] = None,
+        csr: Optional[PemSource] = None,
     ) -> None:
         self._h = _native.ClientP()
         self._lib = _lib(library)
@@ -751,8 +803,9 @@ class Client:
         # signer/hmac trampolines: kept alive as long as this object (the C client calls them).
         self._key = _ExternalKey(signer, hmac)
         external = [n for n, v in (("signer", signer), ("hmac", hmac), ("pkcs11_uri", pkcs11_uri), ("pkcs11_hmac_uri", pkcs11_hmac_uri)) if v is not None]
-        if (pkcs11_module is not None or pkcs11_pin is not None) and pkcs11_uri is None and pkcs11_hmac_uri is None:
-            raise UsageError(Status.INVALID_ARGUMENT, "pkcs11_module and pkcs11_pin need pkcs11_uri or pkcs11_hmac_uri")
+        csr_token = isinstance(csr, str) and csr.startswith("pkcs11:")
+        if (pkcs11_module is not None or pkcs11_pin is not None) and pkcs11_uri is None and pkcs11_hmac_uri is None and not csr_token:
+            raise UsageError(Status.INVALID_ARGUMENT, "pkcs11_module and pkcs11_pin need pkcs11_uri, pkcs11_hmac_uri or csr='pkcs11:...'")
         with _Config(self._lib, id_scope, registration_id) as cfg:
             _configure(
                 cfg,
@@ -780,6 +833,9 @@ class Client:
                 tpm_handles=tpm_handles,
                 tpm_create_missing=tpm_create_missing,
                 external=external,
+                csr=csr,
+                pkcs11_module=pkcs11_module,
+                pkcs11_pin=pkcs11_pin,
             )
             if external:
                 _configure_key(
@@ -1068,6 +1124,8 @@ class Client:
                 error_message=_dec(lib.dps_registration_error_message(reg)),
                 issued_certificate_chain=chain,
                 connection_string=self._connection_string(reg),
+                issued_chain_pem=_dec(lib.dps_registration_issued_chain_pem(reg)),
+                issued_key_pem=_dec(lib.dps_registration_issued_key_pem(reg)),
             )
         finally:
             lib.dps_registration_free(reg)

@@ -87,6 +87,14 @@ class TlsError(NetworkError):
     """303-306: the TLS handshake failed (untrusted server, name mismatch, client cert rejected)."""
 
 
+class IssuedCertificateError(NetworkError):
+    """311-314 (experimental certificate issuance): the ``issuedCertificateChain`` DPS sent
+    for the CSR was refused before it was handed out: the leaf is not for the CSR's key
+    (``ISSUED_KEY_MISMATCH``), not for the registration ID (``ISSUED_NAME_MISMATCH``), the
+    chain is broken or out of order (``ISSUED_CHAIN_BROKEN``) or the leaf is not valid now
+    (``ISSUED_CERT_NOT_VALID``)."""
+
+
 class ServiceError(DpsError):
     """4xx (400-450): DPS refused the request; see ``http_status`` and ``dps_code``."""
 
@@ -152,6 +160,15 @@ _TLS = {
 }
 
 
+#: The statuses of a refused issued chain (their own subclass).
+_ISSUED = {
+    Status.ISSUED_KEY_MISMATCH,
+    Status.ISSUED_NAME_MISMATCH,
+    Status.ISSUED_CHAIN_BROKEN,
+    Status.ISSUED_CERT_NOT_VALID,
+}
+
+
 def error_class(status: int) -> Type[DpsError]:
     """The exception class raised for ``status``: the library's ``dps_status_class`` decides
     the family; a few statuses have their own subclass."""
@@ -162,5 +179,7 @@ def error_class(status: int) -> Type[DpsError]:
         return _EXACT[status]
     if status in _TLS:
         return TlsError
+    if status in _ISSUED:
+        return IssuedCertificateError
     cls = _native.load().dps_status_class(status)
     return _BY_CLASS.get(cls, InternalError)

@@ -140,6 +140,8 @@ _SIGNATURES = {
     "dps_config_set_payload_json": (dps_status, [ConfigP, c_char_p]),
     "dps_config_set_endpoint": (dps_status, [ConfigP, c_char_p]),
     "dps_config_set_api_version": (dps_status, [ConfigP, c_char_p]),
+    "dps_config_set_csr": (dps_status, [ConfigP, c_uint32, c_char_p]),
+    "dps_config_set_csr_pkcs11": (dps_status, [ConfigP, c_char_p, c_char_p, c_char_p]),
     "dps_config_set_force_registration": (dps_status, [ConfigP, c_bool]),
     "dps_config_add_trusted_ca_pem": (dps_status, [ConfigP, c_char_p]),
     "dps_config_add_trusted_ca_file": (dps_status, [ConfigP, c_char_p]),
@@ -187,6 +189,8 @@ _SIGNATURES = {
     "dps_registration_error_code": (c_int64, [RegistrationP]),
     "dps_registration_issued_certificate_count": (c_size_t, [RegistrationP]),
     "dps_registration_issued_certificate": (c_char_p, [RegistrationP, c_size_t]),
+    "dps_registration_issued_chain_pem": (c_char_p, [RegistrationP]),
+    "dps_registration_issued_key_pem": (c_char_p, [RegistrationP]),
     "dps_registration_free": (None, [RegistrationP]),
     # error
     "dps_error_status": (dps_status, [ErrorP]),

@@ -18,7 +18,7 @@ from typing import Iterator
 import pytest
 
 import dps
-from conftest import EMULATOR_CONFIG, SCOPE, Emu, _find
+from conftest import EMULATOR_CONFIG, KEY, SCOPE, Emu, _find
 
 try:
     from cryptography import x509
@@ -190,3 +190,22 @@ def test_pkcs11_errors_never_show_the_pin(token: Token, hsm_emu: Emu) -> None:
     with pytest.raises(dps.DpsError) as ei:
         dps.Client(SCOPE, pkcs11_uri=token.uri("rsa"), pkcs11_module=SOFTHSM_MODULE, pkcs11_pin=PIN, **hsm_emu.opts())
     assert ei.value.status == dps.Status.PKCS11_OBJECT, ei.value
+
+
+def test_pkcs11_csr_signed_in_the_token(token: Token, hsm_emu: Emu) -> None:
+    """csr='pkcs11:...': the CSR for the token's RSA key is signed inside the token; the issued
+    leaf certifies that key and no key is handed out."""
+    reg = dps.register(
+        SCOPE, "dev-sym", symmetric_key=KEY, csr=token.uri("rsa"),
+        pkcs11_module=SOFTHSM_MODULE, pkcs11_pin=PIN, **hsm_emu.opts(),
+    )
+    leaf = x509.load_pem_x509_certificates((reg.issued_chain_pem or "").encode())[0]
+    token_key = x509.load_pem_x509_certificates(token.chains["rsa"].encode())[0].public_key()
+    spki = lambda k: k.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)  # noqa: E731
+    assert spki(leaf.public_key()) == spki(token_key)
+    assert leaf.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == "dev-sym"
+    assert reg.issued_key_pem is None
+    wrong = "wrong-py-pin-5772"
+    with pytest.raises(dps.DpsError) as ei:
+        dps.Client(SCOPE, "dev-sym", symmetric_key=KEY, csr=token.uri("nothing"), pkcs11_module=SOFTHSM_MODULE, pkcs11_pin=wrong, **hsm_emu.opts())
+    assert wrong not in str(ei.value)

@@ -678,3 +678,135 @@ print("loaded", dps.version())
     p = subprocess.run([sys.executable, "-c", f"import sys; sys.path.insert(0, {str(REPO / 'python')!r}); import dps; dps.version()"],
                        capture_output=True, text=True, env=env, timeout=60)
     assert p.returncode != 0 and "libdps not found at /nonexistent/other.so" in p.stderr
+
+
+# ---------------------------------------------------------------------------------------------
+# Certificate issuance from a CSR (experimental)
+
+_CSR_ENROLLMENTS = f"""
+[[enrollments]]
+registration_id = "py-csr"
+attestation = "symmetric_key"
+primary_key = "{KEY}"
+
+[[enrollments]]
+registration_id = "py-csr-broken"
+attestation = "symmetric_key"
+primary_key = "{KEY}"
+faults = [
+  {{ on = "register", issued_chain = "wrong_key" }},
+  {{ on = "register", issued_chain = "wrong_order" }},
+  {{ on = "register", issued_chain = "expired" }},
+]
+"""
+
+
+@pytest.fixture(scope="module")
+def csr_emu(tmp_path_factory: pytest.TempPathFactory, library: Path):
+    """An emulator of its own (the scripted faults are consumed): the standard settings and
+    hubs (the fixture's text before its first enrollment) plus the CSR enrollments."""
+    from conftest import EMULATOR_CONFIG, start_emulator, stop_emulator
+
+    tmp = tmp_path_factory.mktemp("csr-emulator")
+    config = tmp / "emulator.toml"
+    standard = EMULATOR_CONFIG.read_text()
+    config.write_text(standard[: standard.index("[[enrollments]]")] + _CSR_ENROLLMENTS)
+    emu = start_emulator(config, tmp)
+    try:
+        yield emu
+    finally:
+        stop_emulator(emu)
+
+
+def _pem_certs(pem: str):
+    from cryptography import x509
+
+    return x509.load_pem_x509_certificates(pem.encode())
+
+
+def _spki(public_key) -> bytes:
+    from cryptography.hazmat.primitives import serialization
+
+    return public_key.public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+
+
+@pytest.mark.parametrize("kind", ["p256", "p384"])
+def test_csr_generated_key(csr_emu: Emu, kind: str) -> None:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.x509.oid import NameOID
+
+    reg = dps.register(SCOPE, "py-csr", symmetric_key=KEY, csr=kind, **csr_emu.opts())
+    assert reg.status is dps.RegistrationStatus.ASSIGNED
+    certs = _pem_certs(reg.issued_chain_pem or "")
+    assert len(certs) == 2
+    assert certs[0].subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == "py-csr"
+    assert certs[1].public_bytes(serialization.Encoding.PEM) == csr_emu.ca.read_bytes()
+    assert len(reg.issued_certificate_chain) == 2
+    key_pem = reg.issued_key_pem or ""
+    assert key_pem.startswith("-----BEGIN PRIVATE KEY-----\n")
+    key = serialization.load_pem_private_key(key_pem.encode(), None)
+    assert key.curve.name == {"p256": "secp256r1", "p384": "secp384r1"}[kind]  # type: ignore[attr-defined]
+    assert _spki(key.public_key()) == _spki(certs[0].public_key())
+    # the key is a secret: not in repr() nor to_dict() unless asked
+    body = key_pem.splitlines()[1]
+    assert body not in repr(reg)
+    assert "issued_key_pem" not in reg.to_dict()
+    assert reg.to_dict(include_secrets=True)["issued_key_pem"] == key_pem
+    assert reg.to_dict()["issued_chain_pem"] == reg.issued_chain_pem
+
+
+def test_csr_pem_key_file_and_bytes(csr_emu: Emu) -> None:
+    from cryptography.hazmat.primitives import serialization
+
+    path = FIXTURES / "rsa.pkcs1.key.pem"
+    want = _spki(serialization.load_pem_private_key(path.read_bytes(), None).public_key())
+    for source in (str(path), path, path.read_bytes()):
+        reg = dps.register(SCOPE, "py-csr", symmetric_key=KEY, csr=source, **csr_emu.opts())
+        assert reg.issued_key_pem is None, "the caller holds the key"
+        assert _spki(_pem_certs(reg.issued_chain_pem or "")[0].public_key()) == want
+
+
+def test_csr_rsa2048_follows_the_library_build(csr_emu: Emu) -> None:
+    """With the `rsa-keygen` feature (named in dps.version()) an RSA-2048 key is generated;
+    without it the kind is refused at configuration time (UNSUPPORTED, naming the feature)."""
+    if "rsa-keygen" in dps.version():
+        reg = dps.register(SCOPE, "py-csr", symmetric_key=KEY, csr="rsa2048", **csr_emu.opts())
+        leaf = _pem_certs(reg.issued_chain_pem or "")[0]
+        assert leaf.public_key().key_size == 2048  # type: ignore[union-attr]
+        assert (reg.issued_key_pem or "").startswith("-----BEGIN PRIVATE KEY-----")
+    else:
+        with pytest.raises(dps.UsageError) as ei:
+            dps.Client(SCOPE, "py-csr", symmetric_key=KEY, csr="rsa2048", **csr_emu.opts())
+        assert ei.value.status == dps.Status.UNSUPPORTED
+        assert "`rsa-keygen`" in ei.value.message
+
+
+def test_csr_refusals(csr_emu: Emu, tmp_path: Path) -> None:
+    # the scripted broken chains, each its own status, all IssuedCertificateError
+    with dps.Client(SCOPE, "py-csr-broken", symmetric_key=KEY, csr="p256", **csr_emu.opts()) as c:
+        for status, words in [
+            (dps.Status.ISSUED_KEY_MISMATCH, "certifies another public key than the CSR's"),
+            (dps.Status.ISSUED_CHAIN_BROKEN, "out of order"),
+            (dps.Status.ISSUED_CERT_NOT_VALID, "expired at"),
+        ]:
+            with pytest.raises(dps.IssuedCertificateError) as ei:
+                c.register()
+            assert ei.value.status == status, ei.value
+            assert words in ei.value.message
+            assert isinstance(ei.value, dps.NetworkError)
+        assert c.register().issued_chain_pem  # the script is over
+    # bad csr= values
+    with pytest.raises(dps.CredentialError):
+        dps.Client(SCOPE, "py-csr", symmetric_key=KEY, csr=b"not a key", **csr_emu.opts())
+    with pytest.raises(dps.CredentialError) as ei:
+        dps.Client(SCOPE, "py-csr", symmetric_key=KEY, csr=str(tmp_path / "missing.pem"), **csr_emu.opts())
+    assert ei.value.status == dps.Status.FILE_READ
+    if "pkcs11" not in dps.version():  # the token case is in pkcs11_cases.py
+        with pytest.raises(dps.UsageError) as ei:
+            dps.Client(SCOPE, "py-csr", symmetric_key=KEY, csr="pkcs11:token=t;object=k", **csr_emu.opts())
+        assert ei.value.status == dps.Status.UNSUPPORTED
+        assert "pkcs11" in ei.value.message
+    with pytest.raises(TypeError):
+        dps.Client(SCOPE, "py-csr", symmetric_key=KEY, csr=42, **csr_emu.opts())  # type: ignore[arg-type]

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use super::*;
 use crate::config::ConfigBuilder;
+use crate::credential::x509::csr::rsa_keygen_unsupported;
 use crate::credential::{CsrAlgorithm, CsrKey};
 use crate::error::{Error, ErrorKind};
 use crate::transport::tls::DefaultRoots;
@@ -267,19 +268,24 @@ pub const DPS_CSR_P384: u32 = 1;
 /// `dps_config_set_csr`: use the private key in `key_pem` (PKCS#8, PKCS#1 RSA or SEC1 EC;
 /// ECDSA P-256/P-384 or RSA 2048-8192).
 pub const DPS_CSR_PEM: u32 = 2;
+/// `dps_config_set_csr`: generate an RSA-2048 key (`key_pem` NULL). Needs a library built
+/// with the cargo feature `rsa-keygen` (`dps_version` names it); otherwise
+/// `dps_config_set_csr` returns `DPS_ERR_UNSUPPORTED`.
+pub const DPS_CSR_RSA2048: u32 = 3;
 
 /// **Experimental.** Sends a certificate signing request with the registration (certificate
 /// issuance, api-version 2025-07-01-preview, which becomes the default unless
-/// `dps_config_set_api_version` was called). `kind` is `DPS_CSR_P256` or `DPS_CSR_P384` (the
-/// library generates the key when the client is created from this config; `key_pem` must be
-/// NULL) or `DPS_CSR_PEM` (`key_pem` is the key, copied). The CSR's subject CN is the
-/// registration ID. The issued chain, checked, is read with
+/// `dps_config_set_api_version` was called). `kind` is `DPS_CSR_P256`, `DPS_CSR_P384` or
+/// `DPS_CSR_RSA2048` (the library generates the key when the client is created from this
+/// config; `key_pem` must be NULL) or `DPS_CSR_PEM` (`key_pem` is the key, copied). The CSR's
+/// subject CN is the registration ID. The issued chain, checked, is read with
 /// `dps_registration_issued_chain_pem`, a generated key with
-/// `dps_registration_issued_key_pem`. RSA keys cannot be generated (only supplied as PEM).
+/// `dps_registration_issued_key_pem`. `DPS_CSR_RSA2048` needs the `rsa-keygen` build feature.
 /// Whether the real DPS accepts a CSR over HTTPS is unconfirmed.
 ///
 /// Returns `DPS_OK`, `DPS_ERR_NULL_ARGUMENT`, `DPS_ERR_INVALID_UTF8`,
-/// `DPS_ERR_INVALID_ARGUMENT` (unknown `kind`, or `key_pem` given with a generated kind) or
+/// `DPS_ERR_INVALID_ARGUMENT` (unknown `kind`, or `key_pem` given with a generated kind),
+/// `DPS_ERR_UNSUPPORTED` (`DPS_CSR_RSA2048` without the `rsa-keygen` feature) or
 /// `DPS_ERR_INVALID_PRIVATE_KEY`. Not thread-safe on the same config.
 #[unsafe(no_mangle)]
 #[must_use]
@@ -294,10 +300,14 @@ pub unsafe extern "C" fn dps_config_set_csr(
         let key = match (kind, pem) {
             (DPS_CSR_P256, None) => CsrKey::generate(CsrAlgorithm::P256),
             (DPS_CSR_P384, None) => CsrKey::generate(CsrAlgorithm::P384),
-            (DPS_CSR_P256 | DPS_CSR_P384, Some(_)) => {
+            (DPS_CSR_RSA2048, None) if !CsrAlgorithm::Rsa2048.is_supported() => {
+                return Err(rsa_keygen_unsupported());
+            }
+            (DPS_CSR_RSA2048, None) => CsrKey::generate(CsrAlgorithm::Rsa2048),
+            (DPS_CSR_P256 | DPS_CSR_P384 | DPS_CSR_RSA2048, Some(_)) => {
                 return Err(Error::new(
                     ErrorKind::InvalidArgument,
-                    "key_pem must be NULL when the library generates the key (DPS_CSR_P256, DPS_CSR_P384)",
+                    "key_pem must be NULL when the library generates the key (DPS_CSR_P256, DPS_CSR_P384, DPS_CSR_RSA2048)",
                 ));
             }
             (DPS_CSR_PEM, Some(p)) => CsrKey::from_pem(p.as_bytes(), None)?,
@@ -310,7 +320,9 @@ pub unsafe extern "C" fn dps_config_set_csr(
             (k, _) => {
                 return Err(Error::new(
                     ErrorKind::InvalidArgument,
-                    format!("unknown CSR kind {k} (DPS_CSR_P256, DPS_CSR_P384 or DPS_CSR_PEM)"),
+                    format!(
+                        "unknown CSR kind {k} (DPS_CSR_P256, DPS_CSR_P384, DPS_CSR_RSA2048 or DPS_CSR_PEM)"
+                    ),
                 ));
             }
         };

@@ -355,3 +355,51 @@ pub unsafe extern "C" fn dps_config_set_pkcs11_hmac(
         }
     })
 }
+
+/// **Experimental.** Sends a certificate signing request (as `dps_config_set_csr`) whose key
+/// is held by a PKCS#11 token: the CSR's digest is signed by the token (ECDSA P-256/P-384 or
+/// RSA 2048-8192, `CKM_ECDSA` / `CKM_RSA_PKCS`), the key never leaves it, and
+/// `dps_registration_issued_key_pem` stays NULL. `key_uri`, `module_path` and `pin` as in
+/// `dps_config_set_pkcs11_x509` (copied, the PIN zeroized and never in a message); the
+/// session is opened and logged in during this call and the token's public key read. The
+/// CSR is made, and its signature checked against that public key, when the client is
+/// created from this config. The onboarding credential is set separately (any kind).
+///
+/// Returns `DPS_OK`, `DPS_ERR_NULL_ARGUMENT`, `DPS_ERR_INVALID_UTF8`,
+/// `DPS_ERR_INVALID_ARGUMENT`, `DPS_ERR_PKCS11_MODULE`, `DPS_ERR_PKCS11_PIN`,
+/// `DPS_ERR_PKCS11_OBJECT`, `DPS_ERR_FILE_READ`, `DPS_ERR_INVALID_PRIVATE_KEY` (unsupported
+/// key type), `DPS_ERR_SIGNER_FAILED`, or `DPS_ERR_UNSUPPORTED` without the `pkcs11` feature.
+/// Not thread-safe on the same config; may block on the token.
+#[unsafe(no_mangle)]
+#[must_use]
+pub unsafe extern "C" fn dps_config_set_csr_pkcs11(
+    config: *mut dps_config,
+    key_uri: *const c_char,
+    module_path: *const c_char,
+    pin: *const c_char,
+) -> dps_status {
+    with_config(config, |b| {
+        // SAFETY: C strings per the contract.
+        let key_uri = unsafe { str_arg(key_uri, "key_uri")? };
+        // SAFETY: as above; NULL allowed.
+        let module = unsafe { opt_str_arg(module_path, "module_path")? };
+        // SAFETY: as above. Only borrowed: the URI keeps a zeroized copy.
+        let pin = unsafe { opt_str_arg(pin, "pin")? };
+        #[cfg(feature = "pkcs11")]
+        {
+            let uri = pkcs11_uri(key_uri, module, pin)?;
+            let signer = crate::pkcs11::Pkcs11Signer::open(&uri)?;
+            let spki = signer.public_key()?.spki_der();
+            b.csr(crate::credential::CsrKey::from_signer(
+                Arc::new(signer),
+                &spki,
+            )?);
+            Ok(())
+        }
+        #[cfg(not(feature = "pkcs11"))]
+        {
+            let _ = (b, key_uri, module, pin);
+            Err(no_pkcs11())
+        }
+    })
+}
