@@ -601,8 +601,9 @@ fn verbose_logs_go_to_stderr() {
     );
     assert_eq!(o.code, 0, "{o:?}");
     assert!(
-        o.stderr
-            .contains("dps: [debug] dps::client: PUT /0ne00000001/registrations/dev-sym/register"),
+        o.stderr.contains(
+            "dps: [debug] dps::client::request: PUT /0ne00000001/registrations/dev-sym/register"
+        ),
         "{o:?}"
     );
     assert!(o.stderr.contains("[info]"), "{o:?}");
