@@ -199,6 +199,12 @@ impl Service {
     }
 
     /// The device's current `DeviceRegistrationResult` (what a status lookup returns).
+    /// Test hook: the TPM identity key of the device's last challenge (see
+    /// [`crate::Emulator::test_hook_tpm_identity_key`]).
+    pub fn test_hook_tpm_identity_key(&self, registration_id: &str) -> Option<Vec<u8>> {
+        self.tpm.identity_key(&registration_id.to_ascii_lowercase())
+    }
+
     pub fn registration_state(&self, registration_id: &str) -> Option<Value> {
         let st = self.lock();
         let rec = st
