@@ -116,13 +116,13 @@ def library() -> Path:
     return lib
 
 
-@pytest.fixture(scope="session")
-def emulator(tmp_path_factory: pytest.TempPathFactory, library: Path) -> Iterator[Emu]:
+def start_emulator(config: Path, tmp: Path) -> Emu:
+    """Starts ``dps-emulator --config config`` on an ephemeral port (its CA written into
+    ``tmp``); fails the test run with the emulator's stderr if it does not come up."""
     exe = _find("DPS_EMULATOR", "dps-emulator", profiles=("release", "debug"))
-    tmp = tmp_path_factory.mktemp("emulator")
     ca = tmp / "ca.pem"
     proc = subprocess.Popen(
-        [str(exe), "--config", str(EMULATOR_CONFIG), "--port", "0", "--ca-out", str(ca), "--quiet"],
+        [str(exe), "--config", str(config), "--port", "0", "--ca-out", str(ca), "--quiet"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -144,15 +144,25 @@ def emulator(tmp_path_factory: pytest.TempPathFactory, library: Path) -> Iterato
     port = int(line.rsplit(":", 1)[1])
     # Drain stderr so the emulator never blocks on a full pipe.
     threading.Thread(target=lambda: proc.stderr and proc.stderr.read(), daemon=True).start()
+    return Emu(port=port, ca=ca, endpoint=f"localhost:{port}", proc=proc)
+
+
+def stop_emulator(emu: Emu) -> None:
+    emu.proc.terminate()
     try:
-        yield Emu(port=port, ca=ca, endpoint=f"localhost:{port}", proc=proc)
+        emu.proc.wait(10)
+    except subprocess.TimeoutExpired:
+        emu.proc.kill()
+        emu.proc.wait()
+
+
+@pytest.fixture(scope="session")
+def emulator(tmp_path_factory: pytest.TempPathFactory, library: Path) -> Iterator[Emu]:
+    emu = start_emulator(EMULATOR_CONFIG, tmp_path_factory.mktemp("emulator"))
+    try:
+        yield emu
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_emulator(emu)
 
 
 @pytest.fixture

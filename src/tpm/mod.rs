@@ -509,6 +509,27 @@ pub(crate) fn parse_tcti(tcti: &str) -> Result<TctiNameConf> {
             ),
         ));
     }
+    // The device TCTI (every real TPM) and a bare `tabrmd` are built directly: tss-esapi's
+    // string parser compiles regular expressions for every TCTI string, a transient ~330 KiB of
+    // heap (bench/RESULTS.md) that a device should not pay for its TPM's path. The network
+    // TCTIs (simulators) and tabrmd options still go through it.
+    match tcti.split_once(':').unwrap_or((tcti, "")) {
+        ("device", path) => {
+            let conf = tss_esapi::tcti_ldr::DeviceConfig::from_str(path).map_err(|e| {
+                Error::new(
+                    ErrorKind::InvalidArgument,
+                    format!("malformed TCTI '{tcti}': {e}"),
+                )
+            })?;
+            return Ok(TctiNameConf::Device(conf));
+        }
+        ("tabrmd", "") => {
+            return Ok(TctiNameConf::Tabrmd(
+                tss_esapi::tcti_ldr::TabrmdConfig::default(),
+            ));
+        }
+        _ => {}
+    }
     TctiNameConf::from_str(tcti).map_err(|e| {
         Error::new(
             ErrorKind::InvalidArgument,
