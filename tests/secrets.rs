@@ -3,8 +3,8 @@
 //! before any redaction by the C log bridge), then every log line, error
 //! message and Debug output is searched for them. With the `tpm` feature, a
 //! TPM registration on swtpm too: the identity (HMAC) key the emulator made for
-//! the challenge (read through its test hook), the hub key, and the SAS
-//! signatures made with them. This binary installs its own `log` logger, so it
+//! the challenge and the inner wrapper keys of its blobs (read through its
+//! test hooks), the hub key, and the SAS signatures made with them. This binary installs its own `log` logger, so it
 //! is a separate test target.
 
 use dps_test_support as support;
@@ -495,6 +495,11 @@ corrupt_blob = "hub"
             assert_eq!(k.len(), 32);
             sas.push((k.clone(), regid.clone()));
             keys.push(k);
+            // The inner wrapper keys of the challenge and hub-key blobs (what
+            // ActivateCredential returns to the client's memory).
+            let inner = emu.test_hook_tpm_inner_wrap_keys(&regid);
+            assert_eq!(inner.len(), 2, "challenge and hub-key blobs");
+            keys.extend(inner.iter().map(|k| k.to_vec()));
             // The IoT Hub token the TPM signs with the hub key: its signature is a secret.
             let token = dps::iot_hub_sas_token(&r, config.credential(), unix_now() + 3600)
                 .expect("TPM-signed hub token");
@@ -526,11 +531,13 @@ corrupt_blob = "hub"
                 sas.push((k.clone(), id.to_owned()));
                 keys.push(k);
             }
+            let inner = emu.test_hook_tpm_inner_wrap_keys(id);
+            keys.extend(inner.iter().map(|k| k.to_vec()));
         }
         assert_eq!(
             keys.len(),
-            5,
-            "identity keys of 4 challenges and the hub key"
+            12,
+            "4 identity keys, the hub key, 7 inner wrapper keys (challenge and hub blobs)"
         );
         texts.extend(emu.log_lines());
         Canaries {

@@ -205,6 +205,15 @@ impl Emulator {
             .test_hook_tpm_identity_key(registration_id)
     }
 
+    /// **Test hook, for secret-leak tests only**: the inner wrapper keys (AES-128) of the
+    /// device's last challenge blob and hub-key blob: the credential TPM2_ActivateCredential
+    /// returns to the device's software, then TPM2_Import consumes.
+    pub fn test_hook_tpm_inner_wrap_keys(&self, registration_id: &str) -> Vec<[u8; 16]> {
+        self.shared
+            .service
+            .test_hook_tpm_inner_wrap_keys(registration_id)
+    }
+
     /// The configuration in use.
     pub fn config(&self) -> Config {
         (*self.shared.service.config()).clone()
