@@ -2,7 +2,7 @@
 in-memory key, the signing callback (c-examples/register_signer.c, openssl pkeyutl per
 signature) and SoftHSM2 (c-examples/register_pkcs11.c), against the release dps-emulator.
 Needs the C examples built by tests/c_examples.rs and tests/c_examples_pkcs11.rs
-(target/c-tests/build-signer, and build-pkcs11 against target/release-pkcs11), softhsm2, opensc, valgrind, openssl and the
+(target/c-tests/build-signer, and build-pkcs11 against target/release-hw), softhsm2, opensc, valgrind, openssl and the
 `cryptography` package. Usage: python3 bench/hardware_keys.py [N]"""
 import os, subprocess, sys, datetime, statistics, threading, time, re
 from pathlib import Path

@@ -1,7 +1,7 @@
 //! `c-examples/register_pkcs11.c` against the emulator with keys generated inside a SoftHSM2
 //! token (certificate from the token and from a file; an HMAC key with its IoT Hub token;
-//! a wrong PIN). Links the release `libdps.a` built with the `pkcs11` feature, which
-//! `.ci/build-release` leaves in `target/release-pkcs11` (`$DPS_PKCS11_LIB_DIR` overrides).
+//! a wrong PIN). Links the release `libdps.a` built with the `pkcs11` and `tpm` features, which
+//! `.ci/build-release` leaves in `target/release-hw` (`$DPS_PKCS11_LIB_DIR` overrides).
 
 #[path = "pkcs11_support/mod.rs"]
 mod pkcs11_support;
@@ -28,10 +28,10 @@ fn c_pkcs11_example_registers_with_softhsm_keys() {
     use base64::Engine as _;
     let lib = std::env::var_os("DPS_PKCS11_LIB_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| target_dir().join("release-pkcs11"));
+        .unwrap_or_else(|| target_dir().join("release-hw"));
     assert!(
         lib.join("libdps.a").exists(),
-        "{}/libdps.a is missing: run .ci/build-release first (it builds the pkcs11 library there)",
+        "{}/libdps.a is missing: run .ci/build-release first (it builds the pkcs11,tpm library there)",
         lib.display()
     );
     let build = target_dir().join("c-tests/build-pkcs11");

@@ -1,8 +1,11 @@
 //! Secrets never leak: registrations with canary key, group key, proxy
 //! password, key password and SAS values at TRACE logging (raw `log` records,
 //! before any redaction by the C log bridge), then every log line, error
-//! message and Debug output is searched for them. This binary installs its
-//! own `log` logger, so it is a separate test target.
+//! message and Debug output is searched for them. With the `tpm` feature, a
+//! TPM registration on swtpm too: the identity (HMAC) key the emulator made for
+//! the challenge and the inner wrapper keys of its blobs (read through its
+//! test hooks), the hub key, and the SAS signatures made with them. This binary installs its own `log` logger, so it
+//! is a separate test target.
 
 use dps_test_support as support;
 #[cfg(feature = "pkcs11")]
@@ -216,6 +219,11 @@ thumbprint = "{thumb}"
     #[cfg(feature = "pkcs11")]
     pkcs11_texts(&mut texts);
 
+    // 7. TPM attestation (with the `tpm` feature): the secrets only the emulator and the TPM
+    //    know, which it returns to be searched for below.
+    #[cfg(feature = "tpm")]
+    let tpm_canaries = tpm::texts(&mut texts);
+
     // Let the last log lines land.
     std::thread::sleep(Duration::from_millis(50));
     let t1 = unix_now();
@@ -275,6 +283,16 @@ thumbprint = "{thumb}"
         }
     }
     canaries.extend(possible_sigs(&derived, "secret-group-dev", t0, t1));
+    #[cfg(feature = "tpm")]
+    {
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.contains("activated the DPS challenge")),
+            "the TPM registration logged nothing"
+        );
+        canaries.extend(tpm_canaries.finish(unix_now()));
+    }
     let all = lines.iter().chain(texts.iter());
     let mut leaks = Vec::new();
     for text in all {
@@ -370,4 +388,163 @@ fn pkcs11_texts(texts: &mut Vec<String>) {
     // A malformed URI carrying a PIN.
     let e = Pkcs11Uri::parse("pkcs11:token=x?pin-value=CANARY-bad-uri-pin").unwrap_err();
     texts.push(format!("{e} {e:?}"));
+}
+
+/// A TPM registration on a fresh swtpm at TRACE, its refusals, and Debug of every TPM object.
+#[cfg(feature = "tpm")]
+mod tpm {
+    use super::*;
+    use dps::tpm::{Tpm, TpmOptions, tpm_info};
+    use dps_emulator::tpm::swtpm::Swtpm;
+
+    /// The hub key the enrollment fixes (bytes 0x21..0x40: no CANARY in it, so searched for
+    /// in every encoding below).
+    const HUB_KEY: &str = "ISIjJCUmJygpKissLS4vMDEyMzQ1Njc4OTo7PD0+P0A=";
+
+    /// The secret values of the TPM registrations, and when the signing ones were made.
+    pub(super) struct Canaries {
+        keys: Vec<Vec<u8>>,
+        sas: Vec<(Vec<u8>, String)>,
+        signatures: Vec<String>,
+        t0: u64,
+    }
+
+    fn encodings(key: &[u8]) -> Vec<String> {
+        let hex: String = key.iter().map(|b| format!("{b:02x}")).collect();
+        vec![b64(key), pct(&b64(key)), hex.to_uppercase(), hex]
+    }
+
+    impl Canaries {
+        /// Every encoding of every key, and every SAS signature the keys could have made
+        /// between the start and `t1`.
+        pub(super) fn finish(self, t1: u64) -> Vec<String> {
+            let mut out: Vec<String> = self.keys.iter().flat_map(|k| encodings(k)).collect();
+            for (key, id) in &self.sas {
+                out.extend(possible_sigs(key, id, self.t0, t1));
+            }
+            for sig in self.signatures {
+                // As in the token (percent-encoded) and as plain base64.
+                let plain = sig
+                    .replace("%2B", "+")
+                    .replace("%2b", "+")
+                    .replace("%2F", "/")
+                    .replace("%2f", "/")
+                    .replace("%3D", "=")
+                    .replace("%3d", "=");
+                out.push(plain);
+                out.push(sig);
+            }
+            out
+        }
+    }
+
+    pub(super) fn texts(texts: &mut Vec<String>) -> Canaries {
+        let t0 = unix_now();
+        let swtpm = Swtpm::start();
+        let options = TpmOptions {
+            tcti: swtpm.tcti(),
+            create_missing: true,
+            command_timeout: Duration::from_secs(30),
+            ..TpmOptions::default()
+        };
+        let info = tpm_info(&options).expect("tpm_info on swtpm");
+        texts.push(format!("{info:?} {options:?}"));
+        let ek = &info.endorsement_key;
+        let regid = info.registration_id.clone();
+        let emu = emulator(&format!(
+            r#"
+[[enrollments]]
+registration_id = "{regid}"
+attestation = "tpm"
+endorsement_key = "{ek}"
+hub_key = "{HUB_KEY}"
+device_id = "secret-tpm"
+[[enrollments]]
+registration_id = "secret-tpm-bad-blob"
+attestation = "tpm"
+endorsement_key = "{ek}"
+corrupt_blob = "challenge"
+[[enrollments]]
+registration_id = "secret-tpm-bad-hub"
+attestation = "tpm"
+endorsement_key = "{ek}"
+hub_key = "{HUB_KEY}"
+corrupt_blob = "hub"
+"#
+        ));
+        let tpm = Arc::new(Tpm::open(&options).expect("the TPM opens"));
+        texts.push(format!("{tpm:?} {:?}", tpm.hmac_key()));
+        let mut keys = Vec::new();
+        let mut sas = Vec::new();
+        let mut signatures = Vec::new();
+
+        // The registration, twice (the second replaces the persisted key): each challenge's
+        // identity key, read from the emulator right after.
+        let mut b = builder(&emu, &regid);
+        b.tpm(tpm.clone());
+        texts.push(format!("{b:?}"));
+        let config = Arc::new(b.build().unwrap());
+        texts.push(format!("{config:?} {:?}", config.credential()));
+        let mut c = dps::Client::new(config.clone());
+        for _ in 0..2 {
+            let r = c.register().expect("TPM registration");
+            texts.push(format!("{r:?}"));
+            let k = emu
+                .test_hook_tpm_identity_key(&regid)
+                .expect("the emulator challenged the device");
+            assert_eq!(k.len(), 32);
+            sas.push((k.clone(), regid.clone()));
+            keys.push(k);
+            // The inner wrapper keys of the challenge and hub-key blobs (what
+            // ActivateCredential returns to the client's memory).
+            let inner = emu.test_hook_tpm_inner_wrap_keys(&regid);
+            assert_eq!(inner.len(), 2, "challenge and hub-key blobs");
+            keys.extend(inner.iter().map(|k| k.to_vec()));
+            // The IoT Hub token the TPM signs with the hub key: its signature is a secret.
+            let token = dps::iot_hub_sas_token(&r, config.credential(), unix_now() + 3600)
+                .expect("TPM-signed hub token");
+            let sig = token
+                .as_str()
+                .split('&')
+                .find_map(|p| p.strip_prefix("sig="))
+                .expect("a sig")
+                .to_owned();
+            signatures.push(sig);
+        }
+        let hub_key = base64::engine::general_purpose::STANDARD
+            .decode(HUB_KEY)
+            .unwrap();
+        keys.push(hub_key);
+
+        // Refusals: a tampered challenge blob, a tampered hub-key blob, an enrollment for
+        // another ID with this EK unknown.
+        for id in [
+            "secret-tpm-bad-blob",
+            "secret-tpm-bad-hub",
+            "secret-tpm-nobody",
+        ] {
+            let mut b = builder(&emu, id);
+            b.tpm(tpm.clone());
+            let e = client(&b).register().unwrap_err();
+            texts.push(format!("{e} {e:?}"));
+            if let Some(k) = emu.test_hook_tpm_identity_key(id) {
+                sas.push((k.clone(), id.to_owned()));
+                keys.push(k);
+            }
+            let inner = emu.test_hook_tpm_inner_wrap_keys(id);
+            keys.extend(inner.iter().map(|k| k.to_vec()));
+        }
+        assert_eq!(
+            keys.len(),
+            12,
+            "4 identity keys, the hub key, 7 inner wrapper keys (challenge and hub blobs)"
+        );
+        texts.extend(emu.log_lines());
+        Canaries {
+            keys,
+            sas,
+            signatures,
+            t0,
+        }
+    }
 }

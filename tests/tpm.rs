@@ -1,7 +1,9 @@
 //! TPM attestation end to end (PROTOCOL.md 5.4): the library's TPM client, on a software TPM
 //! (swtpm started per test in a temporary directory, so a fresh EK each run), registers with
 //! the emulator through the Rust API and the C ABI; the refusals (another TPM's EK, a tampered
-//! challenge or hub-key blob, an unknown EK) and re-registration replacing the persisted key.
+//! challenge or hub-key blob, an unknown EK, an ECC EK), re-registration replacing the
+//! persisted key, and the TPM going away mid-registration (killed before the challenge is
+//! answered, stopped while the client polls).
 //! Needs swtpm and libtss2 (`.ci/run` installs them); without swtpm the tests fail saying so.
 
 use std::ffi::{CString, c_char};
@@ -9,9 +11,9 @@ use std::ptr::{null, null_mut};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use dps::ErrorKind;
 use dps::tpm::{Tpm, TpmOptions, tpm_info};
-use dps_emulator::tpm::swtpm::Swtpm;
+use dps::{ErrorKind, Event};
+use dps_emulator::tpm::swtpm::{EK_HANDLE, Swtpm, send_signal};
 use dps_test_support::*;
 
 /// The hub key the enrollment fixes, so the test can check the key the TPM imported.
@@ -211,6 +213,133 @@ fn refusals_another_ek_tampered_blobs_and_an_unknown_ek() {
     // The TPM still works after the refusals: the real enrollment registers.
     let r = register(&dev.registration_id).expect("registers after the refusals");
     assert_eq!(r.device_id.as_deref(), Some("tpm-device"));
+}
+
+#[test]
+fn a_tpm_killed_before_the_challenge_is_answered_fails_clearly_then_recovers() {
+    let mut dev = Device::new();
+    let emu = start(&config(&dev));
+    let tpm = dev.open();
+    let mut b = builder(&emu, &dev.registration_id);
+    b.tpm(tpm.clone());
+    b.deadline(Duration::from_secs(10)).unwrap();
+    let mut client = dps::Client::new(Arc::new(b.build().unwrap()));
+    // The TPM dies as the PUT goes out (the open connection is the client's only link to it):
+    // the first TPM command of this registration is the activation of the 401's blob.
+    let pid = dev.swtpm.pid();
+    let mut killed = false;
+    client.set_observer(Some(Box::new(move |ev| {
+        if ev == Event::Registering && !killed {
+            killed = true;
+            send_signal(pid, "KILL");
+        }
+    })));
+    let t0 = Instant::now();
+    let e = client.register().expect_err("the TPM is gone");
+    let took = t0.elapsed();
+    println!("TPM killed mid-registration: {e} after {took:?}");
+    assert_eq!(e.kind, ErrorKind::Tpm, "{e}");
+    assert!(e.message.contains("TSS2_RC 0x"), "{}", e.message);
+    assert!(took < Duration::from_secs(5), "{took:?}");
+    let log = emu.log_lines().join("\n");
+    assert!(
+        log.contains("tpm challenge"),
+        "no challenge was issued:\n{log}"
+    );
+    assert!(
+        !log.contains("identity key"),
+        "a SAS was accepted without a TPM:\n{log}"
+    );
+
+    // The TPM comes back (same state, same port): the same client and Tpm reconnect and the
+    // next registration works from a new challenge.
+    dev.swtpm.restart();
+    let r = client.register().expect("registers once the TPM is back");
+    assert_eq!(r.device_id.as_deref(), Some("tpm-device"));
+}
+
+#[test]
+fn a_tpm_that_stops_answering_while_polling_ends_at_the_deadline() {
+    let dev = Device::new();
+    let emu = start(&config(&dev));
+    let tpm = dev.open();
+    let mut b = builder(&emu, &dev.registration_id);
+    b.tpm(tpm.clone());
+    let deadline = Duration::from_secs(3);
+    b.deadline(deadline).unwrap();
+    let mut client = dps::Client::new(Arc::new(b.build().unwrap()));
+    // SIGSTOP when DPS answers 202 assigning to the TPM-signed second PUT: the TPM keeps its
+    // socket open and never answers the next command (the SAS of the poll or the hub-key
+    // import), so only the registration deadline can end the wait.
+    let pid = dev.swtpm.pid();
+    let mut stopped = false;
+    client.set_observer(Some(Box::new(move |ev| {
+        if matches!(ev, Event::Assigning { .. }) && !stopped {
+            stopped = true;
+            send_signal(pid, "STOP");
+        }
+    })));
+    let t0 = Instant::now();
+    let e = client.register().expect_err("the TPM stopped answering");
+    let took = t0.elapsed();
+    println!("TPM stopped while polling: {e} after {took:?}");
+    assert_eq!(e.kind, ErrorKind::DeadlineExceeded, "{e}");
+    assert!(
+        took >= deadline - Duration::from_millis(500) && took < deadline + Duration::from_secs(2),
+        "{took:?}"
+    );
+    let log = emu.log_lines().join("\n");
+    assert!(
+        log.contains("identity key"),
+        "the second PUT was not accepted:\n{log}"
+    );
+
+    // That connection is abandoned (its worker is blocked in the TCTI): the next registration
+    // through it fails at once, saying so.
+    let t0 = Instant::now();
+    let e = client.register().expect_err("abandoned TPM connection");
+    assert_eq!(e.kind, ErrorKind::Tpm, "{e}");
+    assert!(e.message.contains("abandoned"), "{}", e.message);
+    assert!(t0.elapsed() < Duration::from_secs(1), "{:?}", t0.elapsed());
+
+    // The TPM resumes: a new connection registers.
+    dev.swtpm.signal("CONT");
+    let mut b = builder(&emu, &dev.registration_id);
+    b.tpm(dev.open());
+    let r = client_for(&b)
+        .register()
+        .expect("registers with a new TPM connection");
+    assert_eq!(r.device_id.as_deref(), Some("tpm-device"));
+}
+
+fn client_for(b: &dps::ConfigBuilder) -> dps::Client {
+    dps::Client::new(Arc::new(b.build().unwrap()))
+}
+
+#[test]
+fn an_ecc_ek_is_refused_before_anything_is_sent() {
+    let swtpm = Swtpm::start();
+    // tpm2-tools makes the TCG ECC P-256 EK at the RSA EK's handle.
+    swtpm.tool(
+        "tpm2_createek",
+        &["-c", EK_HANDLE, "-G", "ecc", "-u", "ek.pub"],
+    );
+    let options = TpmOptions {
+        tcti: swtpm.tcti(),
+        create_missing: true,
+        command_timeout: Duration::from_secs(30),
+        ..TpmOptions::default()
+    };
+    let e = tpm_info(&options).expect_err("an ECC EK");
+    println!("ECC EK: {e}");
+    assert_eq!(e.kind, ErrorKind::Unsupported, "{e}");
+    assert!(
+        e.message.contains("is an ECC key") && e.message.contains("RSA-2048"),
+        "{}",
+        e.message
+    );
+    let e = Tpm::open(&options).expect_err("an ECC EK");
+    assert_eq!(e.kind, ErrorKind::Unsupported, "{e}");
 }
 
 fn cs(s: &str) -> CString {

@@ -195,6 +195,25 @@ impl Emulator {
         self.shared.service.registration_state(registration_id)
     }
 
+    /// **Test hook, for secret-leak tests only**: the HMAC identity key the emulator generated
+    /// for the device's last TPM challenge (the secret that only the device's TPM should
+    /// recover from the activation blob), so that a test can search logs and errors for it.
+    /// A real DPS never reveals it; `None` if the device was never challenged.
+    pub fn test_hook_tpm_identity_key(&self, registration_id: &str) -> Option<Vec<u8>> {
+        self.shared
+            .service
+            .test_hook_tpm_identity_key(registration_id)
+    }
+
+    /// **Test hook, for secret-leak tests only**: the inner wrapper keys (AES-128) of the
+    /// device's last challenge blob and hub-key blob: the credential TPM2_ActivateCredential
+    /// returns to the device's software, then TPM2_Import consumes.
+    pub fn test_hook_tpm_inner_wrap_keys(&self, registration_id: &str) -> Vec<[u8; 16]> {
+        self.shared
+            .service
+            .test_hook_tpm_inner_wrap_keys(registration_id)
+    }
+
     /// The configuration in use.
     pub fn config(&self) -> Config {
         (*self.shared.service.config()).clone()

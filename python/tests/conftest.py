@@ -117,7 +117,8 @@ def library() -> Path:
 
 
 def start_emulator(config: Path, tmp: Path) -> Emu:
-    """Starts dps-emulator with ``config`` on an ephemeral port; stop it with :func:`stop_emulator`."""
+    """Starts ``dps-emulator --config config`` on an ephemeral port (its CA written into
+    ``tmp``); fails the test run with the emulator's stderr if it does not come up."""
     exe = _find("DPS_EMULATOR", "dps-emulator", profiles=("release", "debug"))
     ca = tmp / "ca.pem"
     proc = subprocess.Popen(

@@ -1,8 +1,8 @@
 """PKCS#11 keys generated inside a SoftHSM2 token by ``pkcs11-tool`` (``pkcs11_uri``,
 ``pkcs11_hmac_uri``, ``pkcs11_module``, ``pkcs11_pin``). Not collected by a plain pytest run
 (the session's library is the default build, without the ``pkcs11`` feature):
-test_hardware_keys.py runs this file in its own pytest process with
-``DPS_LIBRARY=target/release-pkcs11/libdps.so``."""
+test_hardware_keys.py runs this file (with tpm_cases.py) in its own pytest process with
+``DPS_LIBRARY=target/release-hw/libdps.so`` (built with ``--features pkcs11,tpm``)."""
 
 from __future__ import annotations
 
@@ -11,14 +11,13 @@ import datetime
 import os
 import shutil
 import subprocess
-import threading
 from pathlib import Path
 from typing import Iterator
 
 import pytest
 
 import dps
-from conftest import EMULATOR_CONFIG, KEY, SCOPE, Emu, _find
+from conftest import EMULATOR_CONFIG, KEY, SCOPE, Emu, start_emulator, stop_emulator
 
 try:
     from cryptography import x509
@@ -116,7 +115,6 @@ def token(tmp_path_factory: pytest.TempPathFactory) -> Token:
 @pytest.fixture(scope="module")
 def hsm_emu(tmp_path_factory: pytest.TempPathFactory, token: Token, library: Path) -> Iterator[Emu]:
     """An emulator with the standard enrollments and a group on the token keys' CA."""
-    exe = _find("DPS_EMULATOR", "dps-emulator", profiles=("release", "debug"))
     tmp = tmp_path_factory.mktemp("hsm-emulator")
     config = tmp / "emulator.toml"
     config.write_text(
@@ -125,28 +123,11 @@ def hsm_emu(tmp_path_factory: pytest.TempPathFactory, token: Token, library: Pat
         + f'\n[[enrollments]]\ngroup_id = "py-hsm-group"\nattestation = "x509"\nca_pem = """{token.ca_pem}"""\n'
         + f'\n[[enrollments]]\nregistration_id = "py-hsm-sas"\nattestation = "symmetric_key"\nprimary_key = "{token.sas_key}"\n'
     )
-    ca = tmp / "ca.pem"
-    proc = subprocess.Popen(
-        [str(exe), "--config", str(config), "--port", "0", "--ca-out", str(ca), "--quiet"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    box: list = []
-    t = threading.Thread(target=lambda: box.append(proc.stdout.readline()), daemon=True)  # type: ignore[union-attr]
-    t.start()
-    t.join(30)
-    line = box[0].strip() if box else ""
-    if not line.startswith("listening https://localhost:"):
-        proc.kill()
-        pytest.fail(f"dps-emulator did not start (first line {line!r}): {proc.stderr.read() if proc.stderr else ''}")
-    threading.Thread(target=lambda: proc.stderr and proc.stderr.read(), daemon=True).start()
-    port = int(line.rsplit(":", 1)[1])
+    emu = start_emulator(config, tmp)
     try:
-        yield Emu(port=port, ca=ca, endpoint=f"localhost:{port}", proc=proc)
+        yield emu
     finally:
-        proc.terminate()
-        proc.wait(10)
+        stop_emulator(emu)
 
 
 def test_pkcs11_keys_register(token: Token, hsm_emu: Emu) -> None:

@@ -134,23 +134,27 @@ def test_usage_errors() -> None:
 
 
 # ---------------------------------------------------------------------------------------------
-# PKCS#11: pkcs11_cases.py in its own process, with the library built with the feature
+# PKCS#11 and TPM: pkcs11_cases.py and tpm_cases.py in their own process, with the library built
+# with both hardware features (.ci/build-release: target/release-hw)
 
 
-def test_pkcs11_cases_with_the_pkcs11_library() -> None:
+def test_hardware_cases_with_the_hw_library() -> None:
     here = Path(__file__).resolve().parent
     lib = None
     for t in ([Path(os.environ["CARGO_TARGET_DIR"])] if os.environ.get("CARGO_TARGET_DIR") else []) + [here.parents[1] / "target"]:
-        if (t / "release-pkcs11" / "libdps.so").is_file():
-            lib = t / "release-pkcs11" / "libdps.so"
+        if (t / "release-hw" / "libdps.so").is_file():
+            lib = t / "release-hw" / "libdps.so"
             break
-    lib = Path(os.environ["DPS_PKCS11_LIBRARY"]) if os.environ.get("DPS_PKCS11_LIBRARY") else lib
-    assert lib is not None and lib.is_file(), "target/release-pkcs11/libdps.so is missing: run .ci/build-release (it builds it)"
+    lib = Path(os.environ["DPS_HW_LIBRARY"]) if os.environ.get("DPS_HW_LIBRARY") else lib
+    assert lib is not None and lib.is_file(), "target/release-hw/libdps.so is missing: run .ci/build-release (it builds it)"
     env = dict(os.environ, DPS_LIBRARY=str(lib))
     p = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(here / "pkcs11_cases.py")],
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rA",
+         str(here / "pkcs11_cases.py"), str(here / "tpm_cases.py")],
         cwd=here, env=env, capture_output=True, text=True, timeout=300,
     )
-    print(p.stdout[-4000:], p.stderr[-2000:])
-    assert p.returncode == 0, f"pkcs11_cases.py failed:\n{p.stdout}\n{p.stderr}"
+    print(p.stdout[-6000:], p.stderr[-2000:])
+    assert p.returncode == 0, f"pkcs11_cases.py / tpm_cases.py failed:\n{p.stdout}\n{p.stderr}"
     assert " passed" in p.stdout and "skipped" not in p.stdout, p.stdout
+    for case in ("test_pkcs11_keys_register", "test_tpm_registers_with_the_ek_derived_id", "test_tpm_refusals"):
+        assert f"PASSED tpm_cases.py::{case}" in p.stdout or f"PASSED pkcs11_cases.py::{case}" in p.stdout, f"{case} did not pass:\n{p.stdout}"

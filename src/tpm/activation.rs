@@ -210,6 +210,9 @@ fn activate_credential(st: &mut State, blob: &ActivationBlob) -> Result<Zeroizin
         .map_err(|e| activation_failed("reading credentialBlob", &e))?;
     let secret = EncryptedSecret::try_from(blob.encrypted_secret.clone())
         .map_err(|e| activation_failed("reading encryptedSecret", &e))?;
+    // Reconnect first if the last connection broke: the EK and SRK handles are resolved
+    // again in the new context, and the old context's handles are meaningless in it.
+    st.ctx()?;
     let (srk, ek) = (st.srk, st.ek);
     st.count(1);
     let session = st

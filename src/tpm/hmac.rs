@@ -69,6 +69,8 @@ impl TpmHmacKey {
 /// Runs on the worker thread.
 pub(crate) fn hmac(st: &mut State, data: &[u8]) -> Result<[u8; 32]> {
     let handle = st.identity_handle;
+    // Reconnect first if the last connection broke (handles are per context).
+    st.ctx()?;
     let key = match st.identity {
         Some(h) => h,
         None => {

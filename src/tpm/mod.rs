@@ -405,7 +405,9 @@ fn open_state(
     st.ek = resolve_or_create(&mut st, options.ek_handle, "EK", options.create_missing)?;
     st.srk = resolve_or_create(&mut st, options.srk_handle, "SRK", options.create_missing)?;
     let ek_public = st.public_bytes(st.ek, "EK")?;
+    require_rsa_2048(&ek_public, "EK", options.ek_handle)?;
     let srk_public = st.public_bytes(st.srk, "SRK")?;
+    require_rsa_2048(&srk_public, "SRK", options.srk_handle)?;
     st.count(1);
     let input = st
         .ctx()?
@@ -416,6 +418,46 @@ fn open_state(
         .unwrap_or(1024)
         .clamp(64, tss_esapi::structures::MaxBuffer::MAX_SIZE);
     Ok((st, (ek_public, srk_public)))
+}
+
+/// DPS TPM attestation takes RSA-2048 EKs and SRKs only (PROTOCOL.md 5.4: every DPS client
+/// uses the TCG RSA-2048 EK template, and the service encrypts its seeds with RSA-OAEP to both
+/// keys): an ECC (or other) key at the handle is refused before anything is sent.
+pub(crate) fn require_rsa_2048(tpm2b_public: &[u8], what: &str, handle: u32) -> Result<()> {
+    use tss_esapi::traits::UnMarshall;
+    let public = tpm2b_public
+        .get(2..)
+        .ok_or_else(|| Error::new(ErrorKind::Tpm, format!("the {what} public area is empty")))
+        .and_then(|b| {
+            Public::unmarshall(b)
+                .map_err(|e| tpm_error(&format!("parsing the {what} public area"), &e))
+        })?;
+    let found = match &public {
+        Public::Rsa { parameters, .. } => {
+            let bits = u16::from(parameters.key_bits());
+            if bits == 2048 {
+                return Ok(());
+            }
+            format!("an RSA-{bits} key")
+        }
+        Public::Ecc { parameters, .. } => {
+            format!("an ECC key (curve {:?})", parameters.ecc_curve())
+        }
+        Public::KeyedHash { .. } => "a KEYEDHASH object".to_owned(),
+        Public::SymCipher { .. } => "a SYMCIPHER object".to_owned(),
+    };
+    let how = if what == "EK" {
+        "the TCG RSA EK template, e.g. tpm2_createek -G rsa"
+    } else {
+        "an RSA-2048 storage key, e.g. tpm2_createprimary -G rsa + tpm2_evictcontrol"
+    };
+    Err(Error::new(
+        ErrorKind::Unsupported,
+        format!(
+            "the {what} at {handle:#010x} is {found}: DPS TPM attestation takes RSA-2048 \
+             {what}s only (provision one with {how}, or point the {what} handle at one)"
+        ),
+    ))
 }
 
 /// TPM2B_PUBLIC bytes (u16 size, then TPMT_PUBLIC) of a public area.
@@ -466,6 +508,27 @@ pub(crate) fn parse_tcti(tcti: &str) -> Result<TctiNameConf> {
                  mssim:host=H,port=P or tabrmd[:bus_type=session|system]"
             ),
         ));
+    }
+    // The device TCTI (every real TPM) and a bare `tabrmd` are built directly: tss-esapi's
+    // string parser compiles regular expressions for every TCTI string, a transient ~330 KiB of
+    // heap (bench/RESULTS.md) that a device should not pay for its TPM's path. The network
+    // TCTIs (simulators) and tabrmd options still go through it.
+    match tcti.split_once(':').unwrap_or((tcti, "")) {
+        ("device", path) => {
+            let conf = tss_esapi::tcti_ldr::DeviceConfig::from_str(path).map_err(|e| {
+                Error::new(
+                    ErrorKind::InvalidArgument,
+                    format!("malformed TCTI '{tcti}': {e}"),
+                )
+            })?;
+            return Ok(TctiNameConf::Device(conf));
+        }
+        ("tabrmd", "") => {
+            return Ok(TctiNameConf::Tabrmd(
+                tss_esapi::tcti_ldr::TabrmdConfig::default(),
+            ));
+        }
+        _ => {}
     }
     TctiNameConf::from_str(tcti).map_err(|e| {
         Error::new(

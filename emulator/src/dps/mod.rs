@@ -199,6 +199,18 @@ impl Service {
     }
 
     /// The device's current `DeviceRegistrationResult` (what a status lookup returns).
+    /// Test hook: the TPM identity key of the device's last challenge (see
+    /// [`crate::Emulator::test_hook_tpm_identity_key`]).
+    pub fn test_hook_tpm_identity_key(&self, registration_id: &str) -> Option<Vec<u8>> {
+        self.tpm.identity_key(&registration_id.to_ascii_lowercase())
+    }
+
+    /// Test hook: see [`crate::Emulator::test_hook_tpm_inner_wrap_keys`].
+    pub fn test_hook_tpm_inner_wrap_keys(&self, registration_id: &str) -> Vec<[u8; 16]> {
+        self.tpm
+            .test_hook_inner_wrap_keys(&registration_id.to_ascii_lowercase())
+    }
+
     pub fn registration_state(&self, registration_id: &str) -> Option<Value> {
         let st = self.lock();
         let rec = st

@@ -41,6 +41,9 @@ impl DeviceKeys {
 struct Session {
     keys: DeviceKeys,
     identity: HmacIdentityKey,
+    /// The inner wrapper keys of this device's last blobs (challenge, hub key), for
+    /// [`TpmService::test_hook_inner_wrap_keys`] only.
+    inner_keys: Vec<[u8; 16]>,
 }
 
 /// Issued challenges by device (lowercase registration ID).
@@ -88,12 +91,19 @@ impl TpmService {
             ));
         }
         let identity = HmacIdentityKey::generate().map_err(|e| e.to_string())?;
-        let blob = blob_for(&keys, &identity, corrupt).map_err(|e| e.to_string())?;
+        let (blob, inner) = blob_for(&keys, &identity, corrupt).map_err(|e| e.to_string())?;
         let mut s = self.lock();
         if s.len() >= MAX_SESSIONS && !s.contains_key(regid_lower) {
             s.clear();
         }
-        s.insert(regid_lower.to_string(), Session { keys, identity });
+        s.insert(
+            regid_lower.to_string(),
+            Session {
+                keys,
+                identity,
+                inner_keys: vec![inner],
+            },
+        );
         Ok(blob)
     }
 
@@ -102,6 +112,15 @@ impl TpmService {
         self.lock()
             .get(regid_lower)
             .map(|s| s.identity.key_bytes().to_vec())
+    }
+
+    /// Test hook (secret-leak tests only): the inner wrapper keys of the device's last
+    /// challenge and hub-key blobs, the credential ActivateCredential hands the device.
+    pub fn test_hook_inner_wrap_keys(&self, regid_lower: &str) -> Vec<[u8; 16]> {
+        self.lock()
+            .get(regid_lower)
+            .map(|s| s.inner_keys.clone())
+            .unwrap_or_default()
     }
 
     /// Step 6: `hub_key` (fresh when `None`) protected to the device's TPM, for
@@ -117,23 +136,33 @@ impl TpmService {
             Some(k) => HmacIdentityKey::try_from(k),
             None => HmacIdentityKey::generate(),
         };
-        Some(
-            key.and_then(|k| blob_for(&keys, &k, corrupt))
-                .map_err(|e| e.to_string()),
-        )
+        let built = key.and_then(|k| blob_for(&keys, &k, corrupt));
+        Some(match built {
+            Ok((blob, inner)) => {
+                if let Some(s) = self.lock().get_mut(regid_lower) {
+                    s.inner_keys.truncate(1);
+                    s.inner_keys.push(inner);
+                }
+                Ok(blob)
+            }
+            Err(e) => Err(e.to_string()),
+        })
     }
 }
 
+/// The base64 blob and its inner wrapper key.
 fn blob_for(
     keys: &DeviceKeys,
     key: &HmacIdentityKey,
     corrupt: Option<Corruption>,
-) -> Result<String, TpmError> {
-    let mut blob = ActivationBlob::build(&keys.ek, &keys.srk, key)?;
+) -> Result<(String, [u8; 16]), TpmError> {
+    let mut inner = [0u8; 16];
+    super::crypto::random(&mut inner)?;
+    let mut blob = ActivationBlob::build_with_inner_key(&keys.ek, &keys.srk, key, &inner)?;
     if let Some(c) = corrupt {
         blob.corrupt(c);
     }
-    Ok(blob.to_base64())
+    Ok((blob.to_base64(), inner))
 }
 
 /// The body of the 401 challenge (PROTOCOL.md 5.4 step 2: top-level `authenticationKey` and

@@ -60,6 +60,17 @@ impl ActivationBlob {
     ) -> Result<ActivationBlob, TpmError> {
         let mut inner_key = [0u8; 16];
         random(&mut inner_key)?;
+        Self::build_with_inner_key(ek, srk, key, &inner_key)
+    }
+
+    /// [`ActivationBlob::build`] with a given inner wrapper key (the caller draws it fresh).
+    pub fn build_with_inner_key(
+        ek: &RsaPublic,
+        srk: &RsaPublic,
+        key: &HmacIdentityKey,
+        inner_key: &[u8; 16],
+    ) -> Result<ActivationBlob, TpmError> {
+        let inner_key = *inner_key;
         let dup = duplicate(srk, &key.public_area(), &key.sensitive(), &inner_key)?;
         let cred = make_credential(ek, &inner_key, &srk.name())?;
         Ok(ActivationBlob {

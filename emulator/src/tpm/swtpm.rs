@@ -45,6 +45,59 @@ fn temp_dir() -> PathBuf {
     d
 }
 
+/// `kill -SIGNAL pid` (tests stop, resume and kill the software TPM).
+pub fn send_signal(pid: u32, signal: &str) {
+    let status = Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg(pid.to_string())
+        .status()
+        .expect("run kill");
+    assert!(status.success(), "kill -{signal} {pid} failed");
+}
+
+/// Starts swtpm on `port` (control on `port + 1`) with its state in `dir/state`, and waits
+/// until it accepts connections. `None` if it exited (a lost port race) or did not listen.
+fn spawn(dir: &std::path::Path, port: u16) -> Option<Child> {
+    let spawned = Command::new("swtpm")
+        .arg("socket")
+        .arg("--tpm2")
+        .arg("--tpmstate")
+        .arg(format!("dir={}", dir.join("state").display()))
+        .arg("--server")
+        .arg(format!("type=tcp,port={port},bindaddr=127.0.0.1"))
+        .arg("--ctrl")
+        .arg(format!("type=tcp,port={},bindaddr=127.0.0.1", port + 1))
+        .arg("--flags")
+        .arg("not-need-init,startup-clear")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn();
+    let mut child = match spawned {
+        Ok(c) => c,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let _ = std::fs::remove_dir_all(dir);
+            missing("swtpm")
+        }
+        Err(e) => panic!("cannot start swtpm: {e}"),
+    };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        if let Ok(Some(_)) = child.try_wait() {
+            return None;
+        }
+        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return Some(child);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 impl Swtpm {
     /// Starts a fresh TPM (manufactured on first use: new EPS, so a new EK).
     pub fn start() -> Swtpm {
@@ -53,46 +106,43 @@ impl Swtpm {
             let Some(port) = free_port_pair() else {
                 continue;
             };
-            let spawned = Command::new("swtpm")
-                .arg("socket")
-                .arg("--tpm2")
-                .arg("--tpmstate")
-                .arg(format!("dir={}", dir.join("state").display()))
-                .arg("--server")
-                .arg(format!("type=tcp,port={port},bindaddr=127.0.0.1"))
-                .arg("--ctrl")
-                .arg(format!("type=tcp,port={},bindaddr=127.0.0.1", port + 1))
-                .arg("--flags")
-                .arg("not-need-init,startup-clear")
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::piped())
-                .spawn();
-            let mut child = match spawned {
-                Ok(c) => c,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                    let _ = std::fs::remove_dir_all(&dir);
-                    missing("swtpm")
-                }
-                Err(e) => panic!("cannot start swtpm: {e}"),
-            };
-            let deadline = Instant::now() + Duration::from_secs(5);
-            loop {
-                if let Ok(Some(_)) = child.try_wait() {
-                    break; // lost the port race (or a real failure): try another pair
-                }
-                if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                    return Swtpm { child, dir, port };
-                }
-                if Instant::now() > deadline {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(10));
+            if let Some(child) = spawn(&dir, port) {
+                return Swtpm { child, dir, port };
             }
         }
+        let _ = std::fs::remove_dir_all(&dir);
         panic!("swtpm did not start listening on 127.0.0.1 after 5 attempts");
+    }
+
+    /// The swtpm process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends `signal` (`"STOP"`, `"CONT"`, `"KILL"`, ...) to the swtpm process: `STOP` makes
+    /// the TPM stop answering without closing its socket, `KILL` makes it go away.
+    pub fn signal(&self, signal: &str) {
+        send_signal(self.pid(), signal);
+    }
+
+    /// Kills swtpm (if it still runs) and starts it again on the same state directory and
+    /// ports: the same TPM after a power cycle (persistent objects kept).
+    pub fn restart(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            if let Some(child) = spawn(&self.dir, self.port) {
+                self.child = child;
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "swtpm did not restart on port {} within 5 s",
+                self.port
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     /// The TPM command port (the control port is the next one).

@@ -101,6 +101,14 @@ fn tcti_strings() {
     ] {
         parse_tcti(ok).unwrap_or_else(|e| panic!("{ok}: {e}"));
     }
+    // The device and bare tabrmd TCTIs are built without tss-esapi's parser: the same result.
+    for direct in ["device:/dev/tpmrm0", "device", "device:", "tabrmd"] {
+        assert_eq!(
+            parse_tcti(direct).unwrap(),
+            <tss_esapi::tcti_ldr::TctiNameConf as std::str::FromStr>::from_str(direct).unwrap(),
+            "{direct}"
+        );
+    }
     for bad in [
         "",
         "tcp:1.2.3.4",
