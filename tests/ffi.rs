@@ -296,6 +296,21 @@ fn bad_input_is_rejected_without_traffic() {
             dps_config_set_symmetric_key(cfg, cs("AAAA").as_ptr()),
             DPS_ERR_INVALID_KEY
         );
+        // A DER certificate passed as PEM text (issue 14 item 8): not UTF-8, and said why.
+        let der = dps_emulator::pki::TestCa::new("der as pem").cert_der();
+        let nul = der.iter().position(|&b| b == 0).unwrap_or(der.len());
+        let der = CString::new(&der[..nul]).unwrap();
+        assert_eq!(
+            dps_config_set_x509_pem(cfg, der.as_ptr(), der.as_ptr(), null()),
+            DPS_ERR_INVALID_UTF8
+        );
+        let m = text(dps_error_message(dps_config_last_error(cfg))).unwrap();
+        assert!(
+            m.starts_with(
+                "cert_chain_pem is not valid UTF-8; PEM is text, so this is probably DER"
+            ),
+            "{m}"
+        );
         assert_eq!(
             dps_config_set_group_key(cfg, cs("").as_ptr()),
             DPS_ERR_INVALID_KEY

@@ -71,11 +71,24 @@ pub unsafe extern "C" fn dps_config_set_x509_pem(
     key_password: *const c_char,
 ) -> dps_status {
     with_config(config, |b| {
+        // PEM is text: bytes that are not UTF-8 are most likely a DER (binary) file.
+        let pem_text = |e: Error| match e.kind {
+            ErrorKind::InvalidUtf8 => Error::new(
+                ErrorKind::InvalidUtf8,
+                format!(
+                    "{}; PEM is text, so this is probably DER (binary): convert it with \
+                     `openssl x509 -inform der` (certificate) or `openssl pkey -inform der` (key), \
+                     or pass the files to dps_config_set_x509_pem_files",
+                    e.message
+                ),
+            ),
+            _ => e,
+        };
         // SAFETY: C strings per the contract.
         let (cert, key, pw) = unsafe {
             (
-                str_arg(cert_chain_pem, "cert_chain_pem")?,
-                str_arg(key_pem, "key_pem")?,
+                str_arg(cert_chain_pem, "cert_chain_pem").map_err(pem_text)?,
+                str_arg(key_pem, "key_pem").map_err(pem_text)?,
                 opt_str_arg(key_password, "key_password")?,
             )
         };

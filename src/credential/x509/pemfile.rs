@@ -16,9 +16,22 @@ pub(super) fn parse_cert_chain_pem(
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| CredentialError::BadCertificate(pem_error_message(&e)))?;
     if chain.is_empty() {
+        if looks_like_der(data) {
+            return Err(CredentialError::BadCertificate(
+                "this is DER (binary), not PEM: convert it with \
+                 `openssl x509 -inform der -in FILE -out FILE.pem`"
+                    .into(),
+            ));
+        }
         return Err(CredentialError::NoCertificate);
     }
     Ok(chain)
+}
+
+/// Whether `data` is one whole DER SEQUENCE (a certificate or key saved as DER) rather than
+/// PEM text: the usual reason no PEM block is found.
+fn looks_like_der(data: &[u8]) -> bool {
+    matches!(super::der::read(data), Some((0x30, _, [])))
 }
 
 /// A short description of a PEM error. The parser's own message lists the bytes of the
@@ -100,9 +113,17 @@ pub(super) fn parse_key_pem(
     data: &[u8],
     password: Option<&[u8]>,
 ) -> Result<Zeroizing<PrivateKeyDer<'static>>, CredentialError> {
-    let begin = pem_begin_lines(data)
-        .find(|b| b.label.ends_with(b"PRIVATE KEY"))
-        .ok_or(CredentialError::NoPrivateKey)?;
+    let Some(begin) = pem_begin_lines(data).find(|b| b.label.ends_with(b"PRIVATE KEY")) else {
+        return Err(if looks_like_der(data) {
+            CredentialError::BadPrivateKey(
+                "this is DER (binary), not PEM: convert it with \
+                 `openssl pkey -inform der -in FILE -out FILE.pem`"
+                    .into(),
+            )
+        } else {
+            CredentialError::NoPrivateKey
+        });
+    };
     let unterminated = |()| {
         CredentialError::BadPrivateKey(pem_error_message(&pem::Error::MissingSectionEnd {
             end_marker: begin.label.to_vec(),

@@ -325,6 +325,16 @@ fn bad_certificate() {
         err(cert, truncated_key, None).to_string(),
         "malformed private key: the PRIVATE KEY block has no END line (a truncated file?)"
     );
+    // A DER file given as PEM says so (issue 14 item 8).
+    let cert_der = pem_body_der(fixture!("p256.cert.pem"));
+    let m = err(&cert_der, key, None).to_string();
+    assert!(m.contains("this is DER (binary), not PEM"), "{m}");
+    let key_der = pem_body_der(fixture!("p256.key.pem"));
+    let m = err(cert, &key_der, None).to_string();
+    assert!(
+        m.contains("this is DER (binary), not PEM") && m.contains("openssl pkey"),
+        "{m}"
+    );
     // A label that is not a plain one is not echoed.
     let odd = b"-----BEGIN CERT\x1b[31m-----\nMAMCAQE=\n";
     let m = err(odd, key, None).to_string();
