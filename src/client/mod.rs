@@ -246,6 +246,16 @@ impl Client {
             Phase::Lookup => {}
         }
         let outcome = self.exchange(&phase, until, deadline);
+        // An attempt that ran out of time because the deadline (not the request timeout)
+        // bounded it was cut short: it says nothing about the server. Report the last failure
+        // that completed instead, when there is one (a refused connection, a 503, ...).
+        if until == deadline
+            && matches!(&outcome, Outcome::Retry { cause, .. } if cause.kind == ErrorKind::Timeout)
+            && self.run.as_ref().is_some_and(|r| r.last_failure.is_some())
+        {
+            let e = self.deadline_error(None);
+            return Err(self.finish(e));
+        }
         self.apply(outcome)
     }
 

@@ -314,6 +314,36 @@ fn retry_after_past_the_deadline_gives_up_at_once() {
     assert_eq!(h.clock.elapsed(), Duration::ZERO);
 }
 
+/// An attempt cut short by the deadline (its time-out is the deadline's, not the request
+/// timeout's) is not reported as the cause: the last failure that completed is (seen on a
+/// loaded machine: a refused connection reported as "the request timed out").
+#[test]
+fn an_attempt_cut_by_the_deadline_reports_the_failure_before_it() {
+    let tune = |b: &mut ConfigBuilder| {
+        b.deadline(Duration::from_secs(10)).unwrap();
+    };
+    let refused = || Err(Error::new(ErrorKind::Connect, "connection refused").retriable(true));
+    let cut = Err(Error::new(ErrorKind::Timeout, "the request timed out").retriable(true));
+    let mut h = harness(tune, vec![refused(), cut], None);
+    let e = h.client.register().unwrap_err();
+    assert_eq!(e.kind, ErrorKind::DeadlineExceeded, "{e}");
+    assert_eq!(e.cause, Some(ErrorKind::Connect), "{e}");
+    assert!(
+        e.message.ends_with("last failure: connection refused"),
+        "{e}"
+    );
+    // A first attempt that times out has nothing before it: the time-out is the cause.
+    let mut h = harness(
+        tune,
+        vec![Err(
+            Error::new(ErrorKind::Timeout, "the request timed out").retriable(true)
+        )],
+        Some(|| Err(Error::new(ErrorKind::Timeout, "the request timed out").retriable(true))),
+    );
+    let e = h.client.register().unwrap_err();
+    assert_eq!(e.cause, Some(ErrorKind::Timeout), "{e}");
+}
+
 /// Issue 14 item 8: a capped `Retry-After` is reported as what DPS asked and what it was
 /// capped to, not as if DPS had asked for the capped value.
 #[test]
