@@ -16,6 +16,7 @@
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
+mod civil;
 pub mod client;
 pub mod config;
 pub mod credential;

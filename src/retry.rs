@@ -60,18 +60,8 @@ pub fn parse_http_date(s: &str) -> Option<u64> {
     if !(1..=31).contains(&day) || *h > 23 || *mi > 59 || *se > 60 || year < 1970 {
         return None;
     }
-    Some(days_from_civil(year, month, day) * 86_400 + h * 3600 + mi * 60 + se)
-}
-
-// Howard Hinnant's days_from_civil, for years >= 1970.
-fn days_from_civil(y: u64, m: u64, d: u64) -> u64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y / 400;
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
+    let days = crate::civil::days_from_civil(year as i64, month as i64, day as i64);
+    Some(u64::try_from(days).ok()? * 86_400 + h * 3600 + mi * 60 + se)
 }
 
 /// Exponential backoff bounds.

@@ -101,36 +101,8 @@ fn parse_time(tag: u8, v: &[u8]) -> Option<i64> {
     if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || se > 60 {
         return None;
     }
-    // days from civil (proleptic Gregorian)
-    let y = if mo <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (mo + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
+    let days = crate::civil::days_from_civil(year, mo, d);
     Some(days * 86_400 + h * 3600 + mi * 60 + se)
-}
-
-fn utc(t: i64) -> String {
-    let days = t.div_euclid(86_400);
-    let secs = t.rem_euclid(86_400);
-    // civil from days
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        secs / 3600,
-        secs / 60 % 60,
-        secs % 60
-    )
 }
 
 fn broken(kind: ErrorKind, msg: String) -> Error {
@@ -268,8 +240,8 @@ pub(crate) fn check_issued_chain(
                 ErrorKind::IssuedCertNotValid,
                 format!(
                     "the issued leaf certificate is not valid before {} (now {})",
-                    utc(nb),
-                    utc(now_s)
+                    crate::civil::utc(nb),
+                    crate::civil::utc(now_s)
                 ),
             ));
         }
@@ -278,8 +250,8 @@ pub(crate) fn check_issued_chain(
                 ErrorKind::IssuedCertNotValid,
                 format!(
                     "the issued leaf certificate expired at {} (now {})",
-                    utc(na),
-                    utc(now_s)
+                    crate::civil::utc(na),
+                    crate::civil::utc(now_s)
                 ),
             ));
         }
@@ -315,7 +287,7 @@ mod tests {
             parse_time(GENERALIZED_TIME, b"20261201112233Z"),
             Some(1_796_124_153)
         );
-        assert_eq!(utc(1_796_124_153), "2026-12-01T11:22:33Z");
+        assert_eq!(crate::civil::utc(1_796_124_153), "2026-12-01T11:22:33Z");
         assert_eq!(parse_time(UTC_TIME, b"491231235959Z"), Some(2_524_607_999));
         assert_eq!(parse_time(UTC_TIME, b"7001010000Z"), None);
         assert_eq!(parse_time(UTC_TIME, b"701301000000Z"), None);
