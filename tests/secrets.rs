@@ -395,11 +395,7 @@ fn pkcs11_texts(texts: &mut Vec<String>) {
 mod tpm {
     use super::*;
     use dps::tpm::{Tpm, TpmOptions, tpm_info};
-    use dps_emulator::tpm::swtpm::Swtpm;
-
-    /// The hub key the enrollment fixes (bytes 0x21..0x40: no CANARY in it, so searched for
-    /// in every encoding below).
-    const HUB_KEY: &str = "ISIjJCUmJygpKissLS4vMDEyMzQ1Njc4OTo7PD0+P0A=";
+    use dps_emulator::tpm::swtpm::{Swtpm, TEST_HUB_KEY};
 
     /// The secret values of the TPM registrations, and when the signing ones were made.
     pub(super) struct Canaries {
@@ -457,7 +453,7 @@ mod tpm {
 registration_id = "{regid}"
 attestation = "tpm"
 endorsement_key = "{ek}"
-hub_key = "{HUB_KEY}"
+hub_key = "{TEST_HUB_KEY}"
 device_id = "secret-tpm"
 [[enrollments]]
 registration_id = "secret-tpm-bad-blob"
@@ -468,7 +464,7 @@ corrupt_blob = "challenge"
 registration_id = "secret-tpm-bad-hub"
 attestation = "tpm"
 endorsement_key = "{ek}"
-hub_key = "{HUB_KEY}"
+hub_key = "{TEST_HUB_KEY}"
 corrupt_blob = "hub"
 "#
         ));
@@ -512,7 +508,7 @@ corrupt_blob = "hub"
             signatures.push(sig);
         }
         let hub_key = base64::engine::general_purpose::STANDARD
-            .decode(HUB_KEY)
+            .decode(TEST_HUB_KEY)
             .unwrap();
         keys.push(hub_key);
 

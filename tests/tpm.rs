@@ -13,13 +13,8 @@ use std::time::{Duration, Instant};
 
 use dps::tpm::{Tpm, TpmOptions, tpm_info};
 use dps::{ErrorKind, Event};
-use dps_emulator::tpm::swtpm::{EK_HANDLE, Swtpm, send_signal};
+use dps_emulator::tpm::swtpm::{EK_HANDLE, Swtpm, TEST_HUB_KEY, send_signal, test_enrollments};
 use dps_test_support::*;
-
-/// The hub key the enrollment fixes, so the test can check the key the TPM imported.
-const HUB_KEY: &str = "ISIjJCUmJygpKissLS4vMDEyMzQ1Njc4OTo7PD0+P0A=";
-/// A real device's EK (PROTOCOL.md V8): "another TPM".
-const OTHER_EK: &str = "AToAAQALAAMAsgAgg3GXZ0SEs/gakMyNRqXXJP1S124GUgtk8qHaGzMUaaoABgCAAEMAEAgAAAAAAAEAopqgkUBwtpr1sCgVJcEZxsJtpmtOAt9K7SjGFe4hsp6DJ/dd2E5UFzBC+Jp8Fzqf5ukRBkqrAgIuAvHRsruIedk1uarJSLhbDpFLHxFd7iDNcYfrvdgVNT2T9zrvkh2y04WuRQg2D5qf0tZF82jeTjR/YJK7uWhaRwWOwZ3b1XD9l6wFOrwK/Ic0PEsjneFXQzL0n9uKyuHmHNz+wHppmOiMAabvnXXEin9ou7/iowY/+YhFm3j7atsVvxMI5HEM3Mq+W4imUuzPxVX7fZH+oWPKP5ofpWBTf+MdttGby1AjGnv8JE69JriOYoZG2/4qbsfv9M7a7NFrBlaW7Rt36w==";
 
 /// A fresh software TPM with its EK and SRK created by the library (DPS_TPM_CREATE_MISSING).
 struct Device {
@@ -53,39 +48,16 @@ impl Device {
 }
 
 fn config(dev: &Device) -> String {
-    let ek = &dev.endorsement_key;
-    format!(
-        r#"{}
-[[enrollments]]
-attestation = "tpm"
-endorsement_key = "{ek}"
-hub_key = "{HUB_KEY}"
-device_id = "tpm-device"
-
-[[enrollments]]
-registration_id = "tpm-other-ek"
-attestation = "tpm"
-endorsement_key = "{OTHER_EK}"
-
-[[enrollments]]
-registration_id = "tpm-bad-challenge"
-attestation = "tpm"
-endorsement_key = "{ek}"
-corrupt_blob = "challenge"
-
-[[enrollments]]
-registration_id = "tpm-bad-hub"
-attestation = "tpm"
-endorsement_key = "{ek}"
-corrupt_blob = "hub"
-"#,
-        base_toml()
-    )
+    format!("{}{}", base_toml(), test_enrollments(&dev.endorsement_key))
 }
 
 /// The IoT Hub SAS signature the enrolled hub key gives for `hub`/`device` at `se`.
 fn hub_signature(hub: &str, device: &str, se: u64) -> String {
-    urlenc(&sign(HUB_KEY, &format!("{hub}%2Fdevices%2F{device}"), se))
+    urlenc(&sign(
+        TEST_HUB_KEY,
+        &format!("{hub}%2Fdevices%2F{device}"),
+        se,
+    ))
 }
 
 #[test]
@@ -177,7 +149,10 @@ fn registers_through_the_rust_api_and_re_registers_replacing_the_key() {
     assert_eq!(token3.as_str(), token.as_str());
 
     let log = emu.log_lines().join("\n");
-    assert!(!log.contains(HUB_KEY), "the emulator log shows the hub key");
+    assert!(
+        !log.contains(TEST_HUB_KEY),
+        "the emulator log shows the hub key"
+    );
     drop(dev.swtpm);
 }
 

@@ -9,12 +9,9 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Instant;
 
-use dps_emulator::tpm::swtpm::Swtpm;
+use dps_emulator::tpm::swtpm::{Swtpm, TEST_HUB_KEY, TEST_OTHER_EK};
 use dps_test_support::*;
 use serde_json::{Value, json};
-
-const HUB_KEY: &str = "ISIjJCUmJygpKissLS4vMDEyMzQ1Njc4OTo7PD0+P0A=";
-const OTHER_EK: &str = "AToAAQALAAMAsgAgg3GXZ0SEs/gakMyNRqXXJP1S124GUgtk8qHaGzMUaaoABgCAAEMAEAgAAAAAAAEAopqgkUBwtpr1sCgVJcEZxsJtpmtOAt9K7SjGFe4hsp6DJ/dd2E5UFzBC+Jp8Fzqf5ukRBkqrAgIuAvHRsruIedk1uarJSLhbDpFLHxFd7iDNcYfrvdgVNT2T9zrvkh2y04WuRQg2D5qf0tZF82jeTjR/YJK7uWhaRwWOwZ3b1XD9l6wFOrwK/Ic0PEsjneFXQzL0n9uKyuHmHNz+wHppmOiMAabvnXXEin9ou7/iowY/+YhFm3j7atsVvxMI5HEM3Mq+W4imUuzPxVX7fZH+oWPKP5ofpWBTf+MdttGby1AjGnv8JE69JriOYoZG2/4qbsfv9M7a7NFrBlaW7Rt36w==";
 
 #[test]
 fn microsoft_node_tpm_client_provisions_with_swtpm() {
@@ -45,7 +42,7 @@ fn microsoft_node_tpm_client_provisions_with_swtpm() {
 [[enrollments]]
 attestation = "tpm"
 endorsement_key = "{ek_b64}"
-hub_key = "{HUB_KEY}"
+hub_key = "{TEST_HUB_KEY}"
 device_id = "node-tpm-device"
 allocation = "static"
 
@@ -60,7 +57,7 @@ hubs = ["hub-b.azure-devices.net"]
 [[enrollments]]
 registration_id = "node-tpm-other-ek"
 attestation = "tpm"
-endorsement_key = "{OTHER_EK}"
+endorsement_key = "{TEST_OTHER_EK}"
 
 [[enrollments]]
 registration_id = "node-tpm-bad-blob"
@@ -139,7 +136,7 @@ corrupt_blob = "challenge"
     assert_eq!(st["assignedHub"], "hub-a.azure-devices.net", "{ctx}");
     assert_eq!(st["deviceId"], "node-tpm-device", "{ctx}");
     let hub_sig = sign(
-        HUB_KEY,
+        TEST_HUB_KEY,
         "hub-a.azure-devices.net%2Fdevices%2Fnode-tpm-device",
         1_700_000_000,
     );

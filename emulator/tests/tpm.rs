@@ -5,15 +5,10 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use dps_emulator::tpm::swtpm::Swtpm;
+use dps_emulator::tpm::swtpm::{Swtpm, TEST_HUB_KEY, TEST_OTHER_EK, test_enrollments};
 use dps_emulator::tpm::{ActivationBlob, RsaPublic};
 use dps_test_support::*;
 use serde_json::{Value, json};
-
-/// The hub key the enrollment fixes, so the test can check the key the device imported.
-const HUB_KEY: &str = "ISIjJCUmJygpKissLS4vMDEyMzQ1Njc4OTo7PD0+P0A=";
-/// A real device's EK (PROTOCOL.md V8): "another TPM".
-const OTHER_EK: &str = "AToAAQALAAMAsgAgg3GXZ0SEs/gakMyNRqXXJP1S124GUgtk8qHaGzMUaaoABgCAAEMAEAgAAAAAAAEAopqgkUBwtpr1sCgVJcEZxsJtpmtOAt9K7SjGFe4hsp6DJ/dd2E5UFzBC+Jp8Fzqf5ukRBkqrAgIuAvHRsruIedk1uarJSLhbDpFLHxFd7iDNcYfrvdgVNT2T9zrvkh2y04WuRQg2D5qf0tZF82jeTjR/YJK7uWhaRwWOwZ3b1XD9l6wFOrwK/Ic0PEsjneFXQzL0n9uKyuHmHNz+wHppmOiMAabvnXXEin9ou7/iowY/+YhFm3j7atsVvxMI5HEM3Mq+W4imUuzPxVX7fZH+oWPKP5ofpWBTf+MdttGby1AjGnv8JE69JriOYoZG2/4qbsfv9M7a7NFrBlaW7Rt36w==";
 
 struct Device {
     tpm: Swtpm,
@@ -58,34 +53,7 @@ impl Device {
 }
 
 fn config(dev: &Device) -> String {
-    let ek = dev.ek.to_base64();
-    format!(
-        r#"{}
-[[enrollments]]
-attestation = "tpm"
-endorsement_key = "{ek}"
-hub_key = "{HUB_KEY}"
-device_id = "tpm-device"
-
-[[enrollments]]
-registration_id = "tpm-other-ek"
-attestation = "tpm"
-endorsement_key = "{OTHER_EK}"
-
-[[enrollments]]
-registration_id = "tpm-bad-challenge"
-attestation = "tpm"
-endorsement_key = "{ek}"
-corrupt_blob = "challenge"
-
-[[enrollments]]
-registration_id = "tpm-bad-hub"
-attestation = "tpm"
-endorsement_key = "{ek}"
-corrupt_blob = "hub"
-"#,
-        base_toml()
-    )
+    format!("{}{}", base_toml(), test_enrollments(&dev.ek.to_base64()))
 }
 
 fn challenge(c: &mut Client, dev: &Device, regid: &str) -> Resp {
@@ -156,7 +124,7 @@ fn a_software_tpm_provisions_and_imports_the_hub_key() {
     assert_eq!(
         STANDARD.encode(dev.tpm.hmac("hub", data)),
         sign(
-            HUB_KEY,
+            TEST_HUB_KEY,
             "hub-a.azure-devices.net%2fdevices%2ftpm-device",
             1_700_000_000
         )
@@ -219,7 +187,7 @@ fn a_software_tpm_provisions_and_imports_the_hub_key() {
     assert_eq!(done.status, 200);
 
     let log = emu.log_lines().join("\n");
-    for secret in [HUB_KEY, &blob[..16], &hub_blob[..16]] {
+    for secret in [TEST_HUB_KEY, &blob[..16], &hub_blob[..16]] {
         assert!(!log.contains(secret), "the log shows {secret}: {log}");
     }
 }
@@ -261,7 +229,7 @@ fn refusals_another_ek_and_corrupted_blobs() {
         &[JSON],
         Some(
             &json!({"registrationId": "6rek5qncnygnkzflohxz4u6zlfly6ktm4klsc7xrbgvesqyllnfa",
-                    "tpm": {"endorsementKey": OTHER_EK, "storageRootKey": dev.srk.to_base64()}})
+                    "tpm": {"endorsementKey": TEST_OTHER_EK, "storageRootKey": dev.srk.to_base64()}})
             .to_string(),
         ),
     );

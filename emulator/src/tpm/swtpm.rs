@@ -16,6 +16,45 @@ use super::{ActivationBlob, RsaPublic, hex};
 pub const EK_HANDLE: &str = "0x81010001";
 pub const SRK_HANDLE: &str = "0x81000001";
 
+/// The hub key TPM test enrollments fix (bytes 0x21..0x40), so a test can check the key the
+/// device imported.
+pub const TEST_HUB_KEY: &str = "ISIjJCUmJygpKissLS4vMDEyMzQ1Njc4OTo7PD0+P0A=";
+/// A real device's EK (PROTOCOL.md V8): "another TPM" in the test enrollments.
+pub const TEST_OTHER_EK: &str = "AToAAQALAAMAsgAgg3GXZ0SEs/gakMyNRqXXJP1S124GUgtk8qHaGzMUaaoABgCAAEMAEAgAAAAAAAEAopqgkUBwtpr1sCgVJcEZxsJtpmtOAt9K7SjGFe4hsp6DJ/dd2E5UFzBC+Jp8Fzqf5ukRBkqrAgIuAvHRsruIedk1uarJSLhbDpFLHxFd7iDNcYfrvdgVNT2T9zrvkh2y04WuRQg2D5qf0tZF82jeTjR/YJK7uWhaRwWOwZ3b1XD9l6wFOrwK/Ic0PEsjneFXQzL0n9uKyuHmHNz+wHppmOiMAabvnXXEin9ou7/iowY/+YhFm3j7atsVvxMI5HEM3Mq+W4imUuzPxVX7fZH+oWPKP5ofpWBTf+MdttGby1AjGnv8JE69JriOYoZG2/4qbsfv9M7a7NFrBlaW7Rt36w==";
+
+/// The TPM enrollments the client and emulator tests share, for a TPM whose EK is
+/// `endorsement_key` (base64 TPM2B_PUBLIC): the device itself (hub key [`TEST_HUB_KEY`],
+/// device ID `tpm-device`), `tpm-other-ek` enrolled with [`TEST_OTHER_EK`], and
+/// `tpm-bad-challenge` / `tpm-bad-hub` whose challenge or hub-key blob the emulator corrupts.
+pub fn test_enrollments(endorsement_key: &str) -> String {
+    format!(
+        r#"
+[[enrollments]]
+attestation = "tpm"
+endorsement_key = "{endorsement_key}"
+hub_key = "{TEST_HUB_KEY}"
+device_id = "tpm-device"
+
+[[enrollments]]
+registration_id = "tpm-other-ek"
+attestation = "tpm"
+endorsement_key = "{TEST_OTHER_EK}"
+
+[[enrollments]]
+registration_id = "tpm-bad-challenge"
+attestation = "tpm"
+endorsement_key = "{endorsement_key}"
+corrupt_blob = "challenge"
+
+[[enrollments]]
+registration_id = "tpm-bad-hub"
+attestation = "tpm"
+endorsement_key = "{endorsement_key}"
+corrupt_blob = "hub"
+"#
+    )
+}
+
 /// A running swtpm with its state directory; both are removed on drop.
 pub struct Swtpm {
     child: Child,
